@@ -1,0 +1,468 @@
+"""Wire messages: one JSON text frame per message, discriminated by ``type``.
+
+Rules this module keeps:
+
+1. Every message type is declared once, here, as a frozen ``msgspec`` struct; the
+   JSON Schema in ``docs/protocol.schema.json`` is generated from these classes.
+2. A request from a client carries an ``id`` (a string of the client's choosing);
+   the reply, or the ``error``, echoes it.  Events pushed by the server carry none.
+3. Unknown fields are refused, so a typo in a client is an error and never a
+   silently ignored field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "Ack",
+    "CallCancel",
+    "CallConnected",
+    "CallEnded",
+    "CallHangup",
+    "CallMediaFailed",
+    "CallOffered",
+    "CallPeerState",
+    "CallPosition",
+    "CallQueued",
+    "CallRequeued",
+    "CallRequest",
+    "CallResumed",
+    "CallTransfer",
+    "CallTransferred",
+    "ClientMessage",
+    "ErrorMessage",
+    "ExpertState",
+    "ExpertStatusSet",
+    "Hello",
+    "IceCandidate",
+    "IceServer",
+    "KioskInfo",
+    "OfferAccept",
+    "OfferReject",
+    "OfferWithdrawn",
+    "PartyInfo",
+    "Ping",
+    "Pong",
+    "QueueStatus",
+    "QueueSubscribe",
+    "RtcIce",
+    "RtcSdp",
+    "ServerMessage",
+    "ServiceInfo",
+    "ServiceQueue",
+    "SessionDescription",
+    "Welcome",
+    "WrapUpDone",
+    "WrapUpStarted",
+]
+
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Chosen by the client; echoed by the reply.")]
+CallIdField = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Call identifier given by the server.")]
+ServiceIdField = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Seconds = Annotated[float, msgspec.Meta(ge=0, description="Duration in seconds.")]
+Timestamp = Annotated[float, msgspec.Meta(description="Unix time in seconds.")]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+    """Base of every wire message."""
+
+
+# ---------------------------------------------------------------------------
+# Shared shapes
+# ---------------------------------------------------------------------------
+
+
+class SessionDescription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An SDP offer or answer, as RTCSessionDescription serialises it."""
+
+    type: Literal["offer", "answer", "pranswer", "rollback"]
+    sdp: Annotated[str, msgspec.Meta(max_length=60_000)] = ""
+
+
+class IceCandidate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One trickled ICE candidate, as RTCIceCandidate.toJSON() gives it."""
+
+    candidate: Annotated[str, msgspec.Meta(max_length=1_000)]
+    sdpMid: str | None = None
+    sdpMLineIndex: int | None = None
+    usernameFragment: str | None = None
+
+
+class IceServer(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An entry of RTCConfiguration.iceServers; TURN credentials are short-lived."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class ServiceInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A service of a kiosk's catalogue, with its opening state now."""
+
+    id: str
+    name: str
+    partner: str
+    open: bool
+    next_opening: Timestamp | None = None
+    closes_at: Timestamp | None = None
+    beneficiary_label: str = ""
+    beneficiary_pattern: str | None = None
+    beneficiary_hint: str = ""
+    languages: list[str] = []
+    interpreter: bool = False
+    visit_reasons: list[str] = []
+
+
+class KioskInfo(msgspec.Struct, frozen=True):
+    """Where a kiosk stands, shown to the expert who is offered its call."""
+
+    id: str
+    name: str
+    place: str
+
+
+class PartyInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The other party of a call."""
+
+    role: Literal["kiosk", "expert", "interpreter", "supervisor"]
+    id: str
+    name: str
+    place: str = ""
+
+
+class ServiceQueue(msgspec.Struct, frozen=True):
+    """Live state of one service's queue, for admins and supervisors."""
+
+    service: str
+    name: str
+    partner: str
+    open: bool
+    waiting: int
+    offered: int
+    connected: int
+    oldest_wait_s: Seconds
+    experts: dict[str, int]
+    """Experts of the service by state: idle, offered, in_call, wrap_up, away."""
+
+
+# ---------------------------------------------------------------------------
+# Client -> server requests
+# ---------------------------------------------------------------------------
+
+
+class Hello(Message, tag="hello"):
+    """First message on a connection: authenticates with a JWT (never in the URL)."""
+
+    id: RequestId
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=8_192)]
+    language: Annotated[str, msgspec.Meta(max_length=8)] | None = None
+
+
+class Ping(Message, tag="ping"):
+    """Application-level liveness probe; answered by ``pong``."""
+
+    id: RequestId
+
+
+class CallRequest(Message, tag="call.request"):
+    """Kiosk: the citizen pressed Call for a service of the catalogue."""
+
+    id: RequestId
+    service: ServiceIdField
+    beneficiary: Annotated[str, msgspec.Meta(max_length=32)] = ""
+    language: Annotated[str, msgspec.Meta(max_length=8)] | None = None
+    interpreter: bool = False
+
+
+class CallCancel(Message, tag="call.cancel"):
+    """Kiosk: leave the queue before being answered."""
+
+    id: RequestId
+    call: CallIdField
+
+
+class CallHangup(Message, tag="call.hangup"):
+    """Kiosk or expert: end a connected call."""
+
+    id: RequestId
+    call: CallIdField
+
+
+class CallMediaFailed(Message, tag="call.media_failed"):
+    """Kiosk or expert: media could not be established or was lost for good."""
+
+    id: RequestId
+    call: CallIdField
+    detail: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class ExpertStatusSet(Message, tag="expert.status"):
+    """Expert: set the status chosen by the person."""
+
+    id: RequestId
+    status: Literal["available", "break", "logged_out"]
+
+
+class OfferAccept(Message, tag="offer.accept"):
+    """Expert: take the offered call."""
+
+    id: RequestId
+    call: CallIdField
+
+
+class OfferReject(Message, tag="offer.reject"):
+    """Expert: decline the offered call; it goes to the next expert and keeps its place."""
+
+    id: RequestId
+    call: CallIdField
+
+
+class WrapUpDone(Message, tag="wrapup.done"):
+    """Expert: record the visit reason and leave wrap-up."""
+
+    id: RequestId
+    call: CallIdField
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+
+
+class CallTransfer(Message, tag="call.transfer"):
+    """Expert: hand a connected call to another service's queue; it keeps its arrival time."""
+
+    id: RequestId
+    call: CallIdField
+    service: ServiceIdField
+
+
+class RtcSdp(Message, tag="rtc.sdp"):
+    """Either party: an SDP offer or answer for the other party of the call."""
+
+    call: CallIdField
+    description: SessionDescription
+    id: RequestId | None = None
+    sender: str | None = None
+    """Filled in by the server when it relays the message: the sending party's id."""
+
+
+class RtcIce(Message, tag="rtc.ice"):
+    """Either party: a trickled ICE candidate; ``null`` marks the end of candidates."""
+
+    call: CallIdField
+    candidate: IceCandidate | None
+    id: RequestId | None = None
+    sender: str | None = None
+    """Filled in by the server when it relays the message: the sending party's id."""
+
+
+class QueueSubscribe(Message, tag="queue.subscribe"):
+    """Admin or supervisor: receive ``queue.status`` whenever a visible queue changes."""
+
+    id: RequestId
+
+
+ClientMessage = (
+    Hello
+    | Ping
+    | CallRequest
+    | CallCancel
+    | CallHangup
+    | CallMediaFailed
+    | ExpertStatusSet
+    | OfferAccept
+    | OfferReject
+    | WrapUpDone
+    | CallTransfer
+    | RtcSdp
+    | RtcIce
+    | QueueSubscribe
+)
+
+
+# ---------------------------------------------------------------------------
+# Server -> client replies and events
+# ---------------------------------------------------------------------------
+
+
+class Welcome(Message, tag="welcome"):
+    """Reply to ``hello``: who the server thinks you are and what you may use."""
+
+    id: RequestId
+    role: str
+    identity: str
+    name: str
+    services: list[ServiceInfo]
+    heartbeat_s: Seconds
+    kiosk: KioskInfo | None = None
+    status: str | None = None
+    state: str | None = None
+
+
+class Pong(Message, tag="pong"):
+    """Reply to ``ping``."""
+
+    id: RequestId
+    server_time: Timestamp
+
+
+class Ack(Message, tag="ack"):
+    """Success reply to a request that has no richer reply."""
+
+    id: RequestId
+
+
+class ErrorMessage(Message, tag="error"):
+    """A typed error; ``id`` echoes the request when there was one."""
+
+    code: str
+    reason: str
+    id: str | None = None
+    details: dict[str, Any] = {}
+
+
+class CallQueued(Message, tag="call.queued"):
+    """Reply to ``call.request``: the call waits in the queue."""
+
+    id: RequestId
+    call: str
+    service: str
+    position: int
+    wait_min_s: Seconds | None = None
+    wait_max_s: Seconds | None = None
+
+
+class CallPosition(Message, tag="call.position"):
+    """Kiosk: the place in the queue or the estimated wait range changed."""
+
+    call: str
+    position: int
+    wait_min_s: Seconds | None = None
+    wait_max_s: Seconds | None = None
+
+
+class CallOffered(Message, tag="call.offered"):
+    """Expert: a call is offered; accept or reject before ``expires_in_s``."""
+
+    call: str
+    service: str
+    service_name: str
+    beneficiary: str
+    kiosk: KioskInfo
+    waited_s: Seconds
+    expires_in_s: Seconds
+    language: str | None = None
+    interpreter: bool = False
+    transferred_from: str | None = None
+
+
+class OfferWithdrawn(Message, tag="offer.withdrawn"):
+    """Expert: the offer is gone (taken by another expert, timed out, caller left...)."""
+
+    call: str
+    reason: Literal["accepted", "declined", "timeout", "taken", "cancelled", "expert_lost", "status"]
+
+
+class CallConnected(Message, tag="call.connected"):
+    """Both parties: the call is connected; the expert sends the SDP offer."""
+
+    call: str
+    service: str
+    peer: PartyInfo
+    ice_servers: list[IceServer]
+    media_mode: Literal["p2p", "relay"]
+    initiator: bool
+    """True for the party that must create the SDP offer."""
+    beneficiary: str = ""
+
+
+class CallResumed(Message, tag="call.resumed"):
+    """Kiosk after reconnecting: the call it had is still there (waiting or connected)."""
+
+    call: str
+    service: str
+    state: Literal["waiting", "offered", "connected"]
+    position: int | None = None
+
+
+class CallPeerState(Message, tag="call.peer_state"):
+    """The other party's connection was lost (and may come back) or came back."""
+
+    call: str
+    state: Literal["lost", "back"]
+    grace_s: Seconds | None = None
+
+
+class CallRequeued(Message, tag="call.requeued"):
+    """Kiosk: the expert was lost; the call is back at the head of its queue."""
+
+    call: str
+    position: int
+    reason: str
+
+
+class CallTransferred(Message, tag="call.transferred"):
+    """Kiosk: the expert handed the call to another service; it waits there."""
+
+    call: str
+    service: str
+    service_name: str
+    position: int
+
+
+class CallEnded(Message, tag="call.ended"):
+    """The call is over, with its outcome."""
+
+    call: str
+    outcome: Literal[
+        "answered", "abandoned", "timed_out", "no_expert", "closed", "full", "transferred", "failed"
+    ]
+    reason: str = ""
+
+
+class WrapUpStarted(Message, tag="wrapup.started"):
+    """Expert: the call ended; choose a visit reason before ``deadline_in_s``."""
+
+    call: str
+    service: str
+    reasons: list[str]
+    deadline_in_s: Seconds
+
+
+class ExpertState(Message, tag="expert.state"):
+    """Expert: its status (set by the person) or state (set by the system) changed."""
+
+    status: Literal["available", "break", "logged_out"]
+    state: Literal["idle", "offered", "in_call", "wrap_up", "disconnected"]
+    call: str | None = None
+    reason: str = ""
+
+
+class QueueStatus(Message, tag="queue.status"):
+    """Admin or supervisor: every visible service's queue, now."""
+
+    at: Timestamp
+    services: list[ServiceQueue]
+
+
+ServerMessage = (
+    Welcome
+    | Pong
+    | Ack
+    | ErrorMessage
+    | CallQueued
+    | CallPosition
+    | CallOffered
+    | OfferWithdrawn
+    | CallConnected
+    | CallResumed
+    | CallPeerState
+    | CallRequeued
+    | CallTransferred
+    | CallEnded
+    | WrapUpStarted
+    | ExpertState
+    | QueueStatus
+    | RtcSdp
+    | RtcIce
+)
