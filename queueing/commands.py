@@ -1,0 +1,135 @@
+"""Commands: what the outside world asks of the queue machine.
+
+Each is a small frozen dataclass; the machine's ``apply(command, now)`` either
+returns events or raises ``QueueError`` having changed nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ids import CallId, ExpertId, KioskId, ServiceId
+from .model import ExpertStatus
+
+__all__ = [
+    "AcceptOffer",
+    "CancelCall",
+    "Command",
+    "DeclineOffer",
+    "ExpertLost",
+    "ExpertSignIn",
+    "FinishWrapUp",
+    "HangUp",
+    "KioskBack",
+    "KioskLost",
+    "ReportMediaFailure",
+    "RequestCall",
+    "Restarted",
+    "SetStatus",
+    "TransferCall",
+]
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base of every command."""
+
+
+@dataclass(frozen=True)
+class RequestCall(Command):
+    call: CallId
+    """Chosen by the caller of ``apply`` so that replaying a journal gives the same ids."""
+    kiosk: KioskId
+    service: ServiceId
+    beneficiary: str
+    language: str | None = None
+    interpreter: bool = False
+
+
+@dataclass(frozen=True)
+class CancelCall(Command):
+    """The citizen leaves the queue before being answered."""
+
+    call: CallId
+    kiosk: KioskId
+
+
+@dataclass(frozen=True)
+class KioskLost(Command):
+    """The kiosk's connection dropped; its call waits for it during the grace period."""
+
+    kiosk: KioskId
+
+
+@dataclass(frozen=True)
+class KioskBack(Command):
+    """The kiosk connected (again); resumes its call if it still has one."""
+
+    kiosk: KioskId
+
+
+@dataclass(frozen=True)
+class ExpertSignIn(Command):
+    """An expert console connected (again), with the skills its token grants."""
+
+    expert: ExpertId
+    name: str
+    partner: str
+    services: tuple[ServiceId, ...]
+    languages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExpertLost(Command):
+    expert: ExpertId
+
+
+@dataclass(frozen=True)
+class SetStatus(Command):
+    expert: ExpertId
+    status: ExpertStatus
+
+
+@dataclass(frozen=True)
+class AcceptOffer(Command):
+    expert: ExpertId
+    call: CallId
+
+
+@dataclass(frozen=True)
+class DeclineOffer(Command):
+    expert: ExpertId
+    call: CallId
+
+
+@dataclass(frozen=True)
+class HangUp(Command):
+    call: CallId
+    by: str
+    """The kiosk id or expert id of the party hanging up."""
+
+
+@dataclass(frozen=True)
+class FinishWrapUp(Command):
+    expert: ExpertId
+    call: CallId
+    reason: str
+
+
+@dataclass(frozen=True)
+class TransferCall(Command):
+    expert: ExpertId
+    call: CallId
+    service: ServiceId
+
+
+@dataclass(frozen=True)
+class ReportMediaFailure(Command):
+    call: CallId
+    by: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Restarted(Command):
+    """The server process started again: every connection it had is gone."""

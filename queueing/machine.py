@@ -1,0 +1,909 @@
+"""The call queue as a pure state machine (sans-I/O).
+
+Rules this module keeps:
+
+1. ``apply(command, now)`` either raises ``QueueError`` having changed nothing, or
+   changes the state and returns the events that say what changed, in order.
+2. Time is never read: every method that depends on it takes ``now`` (Unix seconds).
+   ``get_timer()`` tells when ``handle_timer(now)`` must next be called.
+3. A waiting call keeps its place whatever happens to its offers: a decline, a
+   timeout or a lost expert puts it back where it was (or at the head of the
+   queue, if it had been answered and lost its expert).
+4. Offers go to the best waiting call across the services an expert answers,
+   ordered by: back-at-head first, then priority, then first arrival.
+5. Deterministic: the same commands at the same ``now`` give the same events, so
+   a journal of commands replays to the same state.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .commands import (
+    AcceptOffer,
+    CancelCall,
+    Command,
+    DeclineOffer,
+    ExpertLost,
+    ExpertSignIn,
+    FinishWrapUp,
+    HangUp,
+    KioskBack,
+    KioskLost,
+    ReportMediaFailure,
+    RequestCall,
+    Restarted,
+    SetStatus,
+    TransferCall,
+)
+from .errors import QueueError
+from .estimate import QueueView
+from .events import (
+    CallConnected,
+    CallEnded,
+    CallOffered,
+    CallQueued,
+    CallRefused,
+    CallRequeued,
+    CallResumed,
+    CallTransferred,
+    Event,
+    ExpertChanged,
+    OfferEnded,
+    PartyBack,
+    PartyLost,
+    PositionChanged,
+    WrapUpFinished,
+    WrapUpStarted,
+)
+from .ids import CallId, ExpertId, KioskId, ServiceId
+from .model import (
+    Call,
+    CallState,
+    Expert,
+    ExpertState,
+    ExpertStatus,
+    KioskSpec,
+    Outcome,
+    ServiceSpec,
+    Strategy,
+)
+
+__all__ = ["QueueMachine", "QueueSettings", "ServiceStatus"]
+
+_QUEUED = (CallState.WAITING, CallState.OFFERED)
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    kiosk_grace_s: float = 60.0
+    """How long a call waits for its kiosk to come back after the connection dropped."""
+    expert_grace_s: float = 5.0
+    """How long a connected call waits for a lost expert before going back to the queue."""
+    restart_grace_s: float = 60.0
+    """After a server restart, how long every party has to reconnect."""
+    decline_cooldown_s: float = 60.0
+    """An expert who declined a call is not offered that same call again for this long."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: ServiceId
+    open: bool
+    waiting: int
+    offered: int
+    connected: int
+    oldest_wait_s: float
+    experts: dict[str, int]
+
+
+class QueueMachine:
+    def __init__(
+        self,
+        services: Iterable[ServiceSpec],
+        kiosks: Iterable[KioskSpec],
+        settings: QueueSettings | None = None,
+    ) -> None:
+        self.services: dict[ServiceId, ServiceSpec] = {s.id: s for s in services}
+        self.kiosks: dict[KioskId, KioskSpec] = {k.id: k for k in kiosks}
+        self.settings = settings or QueueSettings()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._calls: dict[CallId, Call] = {}
+        self._queues: dict[ServiceId, list[CallId]] = {s: [] for s in self.services}
+        self._keys: dict[ServiceId, list[tuple[int, int, float, int]]] = {
+            s: [] for s in self.services
+        }
+        self._experts: dict[ExpertId, Expert] = {}
+        self._online: set[ExpertId] = set()
+        self._wrap_up_service: dict[ExpertId, ServiceId] = {}
+        self._kiosk_calls: dict[KioskId, CallId] = {}
+        self._round_robin: dict[ServiceId, ExpertId] = {}
+        self._seq = 0
+        self._timers: list[tuple[float, int, str, str]] = []
+        self._timer_seq = 0
+        self._out: list[Event] = []
+        self._touched: set[ServiceId] = set()
+
+    # ------------------------------------------------------------------ queries
+
+    def call(self, call_id: CallId) -> Call | None:
+        return self._calls.get(call_id)
+
+    def calls(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def expert(self, expert_id: ExpertId) -> Expert | None:
+        return self._experts.get(expert_id)
+
+    def experts(self) -> list[Expert]:
+        return list(self._experts.values())
+
+    def is_online(self, expert_id: ExpertId) -> bool:
+        return expert_id in self._online
+
+    def kiosk_call(self, kiosk_id: KioskId) -> Call | None:
+        call_id = self._kiosk_calls.get(kiosk_id)
+        return self._calls[call_id] if call_id else None
+
+    def queued(self, service: ServiceId) -> list[Call]:
+        """Calls waiting or being offered in ``service``, in queue order."""
+        return [self._calls[c] for c in self._queues[service]]
+
+    def in_service(self, service: ServiceId) -> list[Call]:
+        """Calls connected to an expert of ``service``."""
+        return [
+            c
+            for c in self._calls.values()
+            if c.service == service and c.state is CallState.CONNECTED
+        ]
+
+    def status(self, service: ServiceId, now: float) -> ServiceStatus:
+        spec = self.services[service]
+        queued = self.queued(service)
+        experts = {state.value: 0 for state in ExpertState}
+        for expert in self._experts.values():
+            if service in expert.services:
+                experts[self._shown_state(expert).value] += 1
+        return ServiceStatus(
+            service=service,
+            open=spec.hours.is_open(now),
+            waiting=sum(1 for c in queued if c.state is CallState.WAITING),
+            offered=sum(1 for c in queued if c.state is CallState.OFFERED),
+            connected=len(self.in_service(service)),
+            oldest_wait_s=max((now - c.queued_at for c in queued), default=0.0),
+            experts=experts,
+        )
+
+    def queue_view(self, service: ServiceId, now: float) -> QueueView:
+        """What the wait estimate needs: waits so far, busy and free experts."""
+        busy: list[float] = []
+        free = 0
+        for expert in self._experts.values():
+            if service not in expert.services or expert.status is not ExpertStatus.AVAILABLE:
+                continue
+            if expert.state is ExpertState.IN_CALL and expert.call in self._calls:
+                started = self._calls[expert.call].connected_at
+                busy.append(now - started if started is not None else 0.0)
+            elif expert.state is ExpertState.WRAP_UP:
+                busy.append(0.0)
+            elif expert.id in self._online and expert.state in (
+                ExpertState.IDLE,
+                ExpertState.OFFERED,
+            ):
+                free += 1
+        waited = [now - c.queued_at for c in self.queued(service)]
+        return QueueView(waited, busy, free)
+
+    def _shown_state(self, expert: Expert) -> ExpertState:
+        if expert.id not in self._online and expert.state is ExpertState.IDLE:
+            return ExpertState.DISCONNECTED
+        return expert.state
+
+    # ------------------------------------------------------------------ driving
+
+    def apply(self, command: Command, now: float) -> list[Event]:
+        match command:
+            case RequestCall():
+                self._request(command, now)
+            case CancelCall():
+                self._cancel(command, now)
+            case KioskLost():
+                self._kiosk_lost(command.kiosk, now, self.settings.kiosk_grace_s)
+            case KioskBack():
+                self._kiosk_back(command.kiosk, now)
+            case ExpertSignIn():
+                self._sign_in(command, now)
+            case ExpertLost():
+                self._expert_lost(command.expert, now, self.settings.expert_grace_s)
+            case SetStatus():
+                self._set_status(command, now)
+            case AcceptOffer():
+                self._accept(command, now)
+            case DeclineOffer():
+                self._decline(command, now)
+            case HangUp():
+                self._hang_up(command, now)
+            case FinishWrapUp():
+                self._finish_wrap_up(command, now)
+            case TransferCall():
+                self._transfer(command, now)
+            case ReportMediaFailure():
+                self._media_failed(command, now)
+            case Restarted():
+                self._restarted(now)
+            case _:
+                raise QueueError("unknown_command", f"unknown command {type(command).__name__}")
+        return self._settle(now)
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must next run, or ``None`` when nothing is pending."""
+        while self._timers and not self._timer_valid(*self._timers[0]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _seq, kind, key = heapq.heappop(self._timers)
+            if self._timer_valid(deadline, _seq, kind, key):
+                self._fire(kind, key, deadline, now)
+        return self._settle(now)
+
+    def _settle(self, now: float) -> list[Event]:
+        self._dispatch(now)
+        self._renumber(now)
+        out, self._out = self._out, []
+        self._touched = set()
+        return out
+
+    # ------------------------------------------------------------------ timers
+
+    def _arm(self, deadline: float, kind: str, key: str) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, kind, key))
+
+    def _timer_valid(self, deadline: float, _seq: int, kind: str, key: str) -> bool:
+        if kind == "wrap_up":
+            expert = self._experts.get(ExpertId(key))
+            return (
+                expert is not None
+                and expert.state is ExpertState.WRAP_UP
+                and expert.wrap_up_until == deadline
+            )
+        call = self._calls.get(CallId(key))
+        if call is None:
+            return False
+        match kind:
+            case "offer":
+                return call.state is CallState.OFFERED and call.offer_expires_at == deadline
+            case "max_wait":
+                limit = call.queued_at + self.services[call.service].max_wait_s
+                return call.state in _QUEUED and limit == deadline
+            case "kiosk_lost":
+                return call.kiosk_lost_until == deadline
+            case "expert_lost":
+                return call.expert_lost_until == deadline
+            case "declined":
+                return call.state in _QUEUED and deadline in call.declined_until.values()
+        return False
+
+    def _fire(self, kind: str, key: str, deadline: float, now: float) -> None:
+        if kind == "wrap_up":
+            expert = self._experts[ExpertId(key)]
+            self._end_wrap_up(expert, "", now, automatic=True)
+            return
+        call = self._calls[CallId(key)]
+        match kind:
+            case "offer":
+                for expert_id in sorted(call.offered_to):
+                    expert = self._experts[expert_id]
+                    self._emit(OfferEnded(now, call.id, call.service, expert_id, "timeout"))
+                    # As telephony ACDs do, an unanswered ring pauses the station:
+                    # the person is probably away and would hold every next caller.
+                    expert.status = ExpertStatus.BREAK
+                    self._set_state(expert, ExpertState.IDLE, None, now, reason="offer_timeout")
+                self._back_to_waiting(call)
+            case "max_wait":
+                self._withdraw_offers(call, "cancelled", now)
+                self._end(call, Outcome.TIMED_OUT, "max_wait", now)
+            case "kiosk_lost":
+                if call.state is CallState.CONNECTED:
+                    self._end(call, Outcome.ANSWERED, "kiosk_lost", now)
+                else:
+                    self._end(call, Outcome.ABANDONED, "kiosk_lost", now)
+            case "expert_lost":
+                self._requeue(call, "expert_lost", now)
+            case "declined":
+                self._touched.add(call.service)
+
+    # ------------------------------------------------------------------ commands
+
+    def _request(self, cmd: RequestCall, now: float) -> None:
+        kiosk = self.kiosks.get(cmd.kiosk)
+        if kiosk is None:
+            raise QueueError("unknown_kiosk", f"kiosk {cmd.kiosk!r} is not configured")
+        spec = self.services.get(cmd.service)
+        if spec is None:
+            raise QueueError("unknown_service", f"service {cmd.service!r} does not exist")
+        if cmd.service not in kiosk.services:
+            raise QueueError(
+                "service_not_offered", f"service {cmd.service!r} is not offered at this kiosk"
+            )
+        if cmd.kiosk in self._kiosk_calls:
+            raise QueueError(
+                "call_in_progress",
+                "this kiosk already has a call in progress",
+                call=self._kiosk_calls[cmd.kiosk],
+            )
+        if cmd.call in self._calls:
+            raise QueueError("duplicate_call", f"call id {cmd.call!r} is already in use")
+        if not spec.accepts_beneficiary(cmd.beneficiary):
+            raise QueueError(
+                "invalid_beneficiary",
+                f"the number does not have the expected form: {spec.beneficiary_hint}".rstrip(": "),
+                hint=spec.beneficiary_hint,
+            )
+        if not spec.hours.is_open(now):
+            opening = spec.hours.next_opening(now)
+            self._emit(CallRefused(now, cmd.call, spec.id, kiosk.id, Outcome.CLOSED, opening))
+            return
+        if len(self._queues[spec.id]) >= spec.max_waiting:
+            self._emit(CallRefused(now, cmd.call, spec.id, kiosk.id, Outcome.FULL))
+            return
+        if not self._anyone_signed_in(spec.id):
+            self._emit(CallRefused(now, cmd.call, spec.id, kiosk.id, Outcome.NO_EXPERT))
+            return
+        self._seq += 1
+        call = Call(
+            id=cmd.call,
+            service=spec.id,
+            kiosk=kiosk.id,
+            beneficiary=cmd.beneficiary,
+            priority=kiosk.priority,
+            arrived_at=now,
+            queued_at=now,
+            seq=self._seq,
+            language=cmd.language,
+            interpreter=cmd.interpreter and spec.interpreter,
+        )
+        self._calls[call.id] = call
+        self._kiosk_calls[kiosk.id] = call.id
+        position = self._enqueue(call)
+        call.position = position
+        self._arm(now + spec.max_wait_s, "max_wait", call.id)
+        self._emit(
+            CallQueued(now, call.id, spec.id, kiosk.id, call.beneficiary, call.priority, position)
+        )
+
+    def _anyone_signed_in(self, service: ServiceId) -> bool:
+        return any(
+            service in e.services
+            and e.status is not ExpertStatus.LOGGED_OUT
+            and (e.id in self._online or e.state is ExpertState.IN_CALL)
+            for e in self._experts.values()
+        )
+
+    def _cancel(self, cmd: CancelCall, now: float) -> None:
+        call = self._kiosk_owned(cmd.call, cmd.kiosk)
+        if call.state not in _QUEUED:
+            raise QueueError("not_waiting", "the call is connected: hang up instead")
+        self._withdraw_offers(call, "cancelled", now)
+        self._end(call, Outcome.ABANDONED, "cancelled", now)
+
+    def _kiosk_lost(self, kiosk: KioskId, now: float, grace_s: float) -> None:
+        call = self.kiosk_call(kiosk)
+        if call is None or call.kiosk_lost_until is not None:
+            return
+        # An expert must not be rung for a caller who is not there to answer.
+        self._withdraw_offers(call, "cancelled", now)
+        call.kiosk_lost_until = now + grace_s
+        self._arm(call.kiosk_lost_until, "kiosk_lost", call.id)
+        self._emit(PartyLost(now, call.id, call.service, "kiosk", kiosk, call.kiosk_lost_until))
+
+    def _kiosk_back(self, kiosk: KioskId, now: float) -> None:
+        call = self.kiosk_call(kiosk)
+        if call is None:
+            return
+        was_lost = call.kiosk_lost_until is not None
+        call.kiosk_lost_until = None
+        self._touched.add(call.service)
+        self._emit(
+            CallResumed(now, call.id, call.service, kiosk, call.state, call.position, call.expert)
+        )
+        if was_lost and call.state is CallState.CONNECTED:
+            self._emit(PartyBack(now, call.id, call.service, "kiosk", kiosk))
+
+    def _sign_in(self, cmd: ExpertSignIn, now: float) -> None:
+        expert = self._experts.get(cmd.expert)
+        services = frozenset(s for s in cmd.services if s in self.services)
+        if expert is None:
+            expert = Expert(
+                id=cmd.expert,
+                name=cmd.name,
+                partner=cmd.partner,
+                services=services,
+                languages=frozenset(cmd.languages),
+                idle_since=now,
+                state=ExpertState.IDLE,
+            )
+            self._experts[expert.id] = expert
+        else:
+            expert.name, expert.partner = cmd.name, cmd.partner
+            expert.services, expert.languages = services, frozenset(cmd.languages)
+        self._online.add(expert.id)
+        if expert.state is ExpertState.DISCONNECTED:
+            expert.state = ExpertState.IDLE
+            expert.idle_since = now
+        if expert.status is ExpertStatus.LOGGED_OUT:
+            expert.status = ExpertStatus.BREAK
+        call = self._calls.get(expert.call) if expert.call else None
+        if call is not None and call.expert_lost_until is not None:
+            call.expert_lost_until = None
+            self._emit(PartyBack(now, call.id, call.service, "expert", expert.id))
+        self._touched.update(expert.services)
+        self._emit_expert(expert, now)
+
+    def _expert_lost(self, expert_id: ExpertId, now: float, grace_s: float) -> None:
+        expert = self._experts.get(expert_id)
+        if expert is None or expert_id not in self._online:
+            return
+        self._online.discard(expert_id)
+        if expert.state is ExpertState.OFFERED and expert.call:
+            call = self._calls[expert.call]
+            self._close_offer(call, expert, "expert_lost", now)
+        elif expert.state is ExpertState.IN_CALL and expert.call:
+            call = self._calls[expert.call]
+            if grace_s <= 0:
+                self._requeue(call, "expert_lost", now)
+            else:
+                call.expert_lost_until = now + grace_s
+                self._arm(call.expert_lost_until, "expert_lost", call.id)
+                self._emit(
+                    PartyLost(now, call.id, call.service, "expert", expert_id, now + grace_s)
+                )
+        if expert.state is ExpertState.IDLE:
+            expert.state = ExpertState.DISCONNECTED
+        self._emit_expert(expert, now)
+
+    def _set_status(self, cmd: SetStatus, now: float) -> None:
+        expert = self._known_expert(cmd.expert)
+        expert.status = cmd.status
+        if cmd.status is not ExpertStatus.AVAILABLE and expert.state is ExpertState.OFFERED:
+            assert expert.call is not None
+            self._close_offer(self._calls[expert.call], expert, "status", now)
+        self._touched.update(expert.services)
+        self._emit_expert(expert, now)
+
+    def _accept(self, cmd: AcceptOffer, now: float) -> None:
+        call, expert = self._offered(cmd.call, cmd.expert)
+        for other_id in sorted(call.offered_to - {expert.id}):
+            other = self._experts[other_id]
+            self._emit(OfferEnded(now, call.id, call.service, other_id, "taken"))
+            self._set_state(other, ExpertState.IDLE, None, now)
+        self._emit(OfferEnded(now, call.id, call.service, expert.id, "accepted"))
+        self._dequeue(call)
+        call.state = CallState.CONNECTED
+        call.offered_to = set()
+        call.offer_expires_at = None
+        call.expert = expert.id
+        call.at_head = False
+        call.connected_at = now
+        if call.answered_after_s is None:
+            call.answered_after_s = now - call.queued_at
+        expert.answered += 1
+        self._set_state(expert, ExpertState.IN_CALL, call.id, now)
+        self._emit(
+            CallConnected(now, call.id, call.service, call.kiosk, expert.id, now - call.queued_at)
+        )
+
+    def _decline(self, cmd: DeclineOffer, now: float) -> None:
+        call, expert = self._offered(cmd.call, cmd.expert)
+        until = now + self.settings.decline_cooldown_s
+        call.declined_until[expert.id] = until
+        self._arm(until, "declined", call.id)
+        self._close_offer(call, expert, "declined", now)
+
+    def _hang_up(self, cmd: HangUp, now: float) -> None:
+        call = self._party_of_connected(cmd.call, cmd.by)
+        role = "kiosk" if cmd.by == call.kiosk else "expert"
+        self._end(call, Outcome.ANSWERED, f"hangup_{role}", now)
+
+    def _media_failed(self, cmd: ReportMediaFailure, now: float) -> None:
+        call = self._party_of_connected(cmd.call, cmd.by)
+        self._end(call, Outcome.FAILED, cmd.detail or "media", now)
+
+    def _finish_wrap_up(self, cmd: FinishWrapUp, now: float) -> None:
+        expert = self._known_expert(cmd.expert)
+        if expert.state is not ExpertState.WRAP_UP or expert.call != cmd.call:
+            raise QueueError("not_in_wrap_up", "there is no wrap-up in progress for this call")
+        spec = self.services[self._wrap_up_service[expert.id]]
+        if cmd.reason not in spec.visit_reasons:
+            raise QueueError(
+                "invalid_visit_reason",
+                f"{cmd.reason!r} is not a visit reason of {spec.name}",
+                reasons=list(spec.visit_reasons),
+            )
+        self._end_wrap_up(expert, cmd.reason, now, automatic=False)
+
+    def _transfer(self, cmd: TransferCall, now: float) -> None:
+        call = self._party_of_connected(cmd.call, cmd.expert)
+        if call.expert != cmd.expert:
+            raise QueueError("not_your_call", "only the expert of the call can transfer it")
+        target = self.services.get(cmd.service)
+        if target is None:
+            raise QueueError("unknown_service", f"service {cmd.service!r} does not exist")
+        if target.id == call.service:
+            raise QueueError("same_service", "the call is already in this service")
+        if not target.hours.is_open(now):
+            raise QueueError(
+                "service_closed",
+                f"{target.name} is closed now",
+                next_opening=target.hours.next_opening(now),
+            )
+        expert = self._experts[cmd.expert]
+        origin = call.service
+        self._start_wrap_up(expert, call, now)
+        call.service = target.id
+        call.queued_at = now
+        call.state = CallState.WAITING
+        call.expert = None
+        call.connected_at = None
+        call.answered_after_s = None
+        call.declined_until = {}
+        call.transferred_from = origin
+        call.expert_lost_until = None
+        position = self._enqueue(call)
+        call.position = position
+        self._arm(now + target.max_wait_s, "max_wait", call.id)
+        self._touched.update((origin, target.id))
+        self._emit(
+            CallTransferred(now, call.id, origin, target.id, call.kiosk, expert.id, position)
+        )
+
+    def _restarted(self, now: float) -> None:
+        grace = self.settings.restart_grace_s
+        for expert_id in sorted(self._online):
+            self._expert_lost(expert_id, now, grace)
+        for kiosk_id in sorted(self._kiosk_calls):
+            self._kiosk_lost(kiosk_id, now, grace)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _known_expert(self, expert_id: ExpertId) -> Expert:
+        expert = self._experts.get(expert_id)
+        if expert is None:
+            raise QueueError("unknown_expert", f"expert {expert_id!r} is not signed in")
+        return expert
+
+    def _kiosk_owned(self, call_id: CallId, kiosk: KioskId) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise QueueError("unknown_call", f"call {call_id!r} does not exist or has ended")
+        if call.kiosk != kiosk:
+            raise QueueError("not_your_call", "this call belongs to another kiosk")
+        return call
+
+    def _offered(self, call_id: CallId, expert_id: ExpertId) -> tuple[Call, Expert]:
+        call = self._calls.get(call_id)
+        expert = self._known_expert(expert_id)
+        if call is None or call.state is not CallState.OFFERED or expert_id not in call.offered_to:
+            raise QueueError("not_offered", "this call is not offered to you (any more)")
+        return call, expert
+
+    def _party_of_connected(self, call_id: CallId, party: str) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise QueueError("unknown_call", f"call {call_id!r} does not exist or has ended")
+        if party not in (call.kiosk, call.expert):
+            raise QueueError("not_your_call", "you are not a party of this call")
+        if call.state is not CallState.CONNECTED:
+            raise QueueError("not_in_call", "the call is not connected")
+        return call
+
+    def _emit(self, event: Event) -> None:
+        self._out.append(event)
+
+    def _emit_expert(self, expert: Expert, now: float, reason: str = "") -> None:
+        self._emit(
+            ExpertChanged(
+                now, expert.id, expert.status, self._shown_state(expert), expert.call, reason
+            )
+        )
+
+    def _set_state(
+        self, expert: Expert, state: ExpertState, call: CallId | None, now: float, reason: str = ""
+    ) -> None:
+        if state is ExpertState.IDLE:
+            if expert.state is not ExpertState.OFFERED:
+                expert.idle_since = now
+            if expert.id not in self._online:
+                state = ExpertState.DISCONNECTED
+        expert.state = state
+        expert.call = call
+        self._touched.update(expert.services)
+        self._emit_expert(expert, now, reason)
+
+    def _enqueue(self, call: Call) -> int:
+        key = call.queue_key()
+        index = bisect.bisect_left(self._keys[call.service], key)
+        self._keys[call.service].insert(index, key)
+        self._queues[call.service].insert(index, call.id)
+        self._touched.add(call.service)
+        return index + 1
+
+    def _dequeue(self, call: Call) -> None:
+        keys = self._keys[call.service]
+        index = bisect.bisect_left(keys, call.queue_key())
+        if index < len(keys) and self._queues[call.service][index] == call.id:
+            del keys[index]
+            del self._queues[call.service][index]
+            self._touched.add(call.service)
+        call.position = 0
+
+    def _back_to_waiting(self, call: Call) -> None:
+        call.state = CallState.WAITING
+        call.offered_to = set()
+        call.offer_expires_at = None
+        self._touched.add(call.service)
+
+    def _close_offer(self, call: Call, expert: Expert, result: str, now: float) -> None:
+        """One expert's offer ends without an answer; the call keeps its place."""
+        call.offered_to.discard(expert.id)
+        self._emit(OfferEnded(now, call.id, call.service, expert.id, result))
+        self._set_state(expert, ExpertState.IDLE, None, now)
+        if not call.offered_to:
+            self._back_to_waiting(call)
+
+    def _withdraw_offers(self, call: Call, result: str, now: float) -> None:
+        for expert_id in sorted(call.offered_to):
+            self._close_offer(call, self._experts[expert_id], result, now)
+
+    def _start_wrap_up(self, expert: Expert, call: Call, now: float) -> None:
+        spec = self.services[call.service]
+        expert.wrap_up_until = now + spec.wrap_up_s
+        self._wrap_up_service[expert.id] = spec.id
+        self._arm(expert.wrap_up_until, "wrap_up", expert.id)
+        self._set_state(expert, ExpertState.WRAP_UP, call.id, now)
+        self._emit(WrapUpStarted(now, expert.id, call.id, spec.id, expert.wrap_up_until))
+
+    def _end_wrap_up(self, expert: Expert, reason: str, now: float, *, automatic: bool) -> None:
+        call_id = expert.call
+        assert call_id is not None
+        service = self._wrap_up_service.pop(expert.id)
+        expert.wrap_up_until = None
+        self._emit(WrapUpFinished(now, expert.id, call_id, service, reason, automatic))
+        self._set_state(expert, ExpertState.IDLE, None, now)
+
+    def _end(self, call: Call, outcome: Outcome, reason: str, now: float) -> None:
+        """The call leaves the system for good."""
+        spec = self.services[call.service]
+        if call.state in _QUEUED:
+            self._dequeue(call)
+        waited = (
+            call.answered_after_s if call.answered_after_s is not None else now - call.queued_at
+        )
+        talk = now - call.connected_at if call.connected_at is not None else None
+        short = outcome is Outcome.ABANDONED and waited < spec.short_abandon_s
+        expert_id = call.expert
+        call.state = CallState.ENDED
+        del self._calls[call.id]
+        self._kiosk_calls.pop(call.kiosk, None)
+        self._touched.add(call.service)
+        self._emit(
+            CallEnded(
+                now,
+                call.id,
+                call.service,
+                call.kiosk,
+                expert_id,
+                outcome,
+                reason,
+                waited,
+                talk,
+                short,
+            )
+        )
+        if expert_id is not None and talk is not None:
+            expert = self._experts[expert_id]
+            if expert.call == call.id and expert.state is ExpertState.IN_CALL:
+                self._start_wrap_up(expert, call, now)
+
+    def _requeue(self, call: Call, reason: str, now: float) -> None:
+        expert = self._experts[call.expert] if call.expert else None
+        call.state = CallState.WAITING
+        call.at_head = True
+        call.connected_at = None
+        call.expert_lost_until = None
+        call.expert = None
+        position = self._enqueue(call)
+        call.position = position
+        if expert is not None:
+            expert.call = None
+            self._set_state(expert, ExpertState.IDLE, None, now, reason=reason)
+        self._emit(
+            CallRequeued(
+                now,
+                call.id,
+                call.service,
+                call.kiosk,
+                expert.id if expert else ExpertId(""),
+                position,
+                reason,
+            )
+        )
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, now: float) -> None:
+        """Offer waiting calls to free experts until no pair matches."""
+        while True:
+            best: tuple[tuple[int, int, float, int], Call, list[Expert]] | None = None
+            for service, queue in self._queues.items():
+                if not queue:
+                    continue
+                free = self._free_experts(service)
+                if not free:
+                    continue
+                for call_id in queue:
+                    call = self._calls[call_id]
+                    if call.state is not CallState.WAITING or call.kiosk_lost_until is not None:
+                        continue
+                    eligible = [e for e in free if call.declined_until.get(e.id, -math.inf) <= now]
+                    if eligible:
+                        if best is None or call.queue_key() < best[0]:
+                            best = (call.queue_key(), call, eligible)
+                        break
+            if best is None:
+                return
+            self._offer(best[1], best[2], now)
+
+    def _free_experts(self, service: ServiceId) -> list[Expert]:
+        return [
+            e
+            for e in self._experts.values()
+            if service in e.services and e.is_free() and e.id in self._online
+        ]
+
+    def _offer(self, call: Call, eligible: list[Expert], now: float) -> None:
+        spec = self.services[call.service]
+        if spec.strategy is Strategy.RING_ALL:
+            chosen = sorted(eligible, key=lambda e: e.id)
+        else:
+            chosen = [self._choose(spec, call, eligible)]
+        call.state = CallState.OFFERED
+        call.offered_to = {e.id for e in chosen}
+        call.offer_expires_at = now + spec.offer_timeout_s
+        self._arm(call.offer_expires_at, "offer", call.id)
+        for expert in chosen:
+            self._set_state(expert, ExpertState.OFFERED, call.id, now)
+            self._emit(
+                CallOffered(
+                    now,
+                    call.id,
+                    call.service,
+                    call.kiosk,
+                    expert.id,
+                    call.beneficiary,
+                    now - call.queued_at,
+                    call.offer_expires_at,
+                    call.language,
+                    call.interpreter,
+                    call.transferred_from,
+                )
+            )
+
+    def _choose(self, spec: ServiceSpec, call: Call, eligible: list[Expert]) -> Expert:
+        if call.language:
+            speakers = [e for e in eligible if call.language in e.languages]
+            eligible = speakers or eligible
+        match spec.strategy:
+            case Strategy.FEWEST_CALLS:
+                return min(eligible, key=lambda e: (e.answered, e.idle_since, e.id))
+            case Strategy.ROUND_ROBIN:
+                ordered = sorted(eligible, key=lambda e: e.id)
+                last = self._round_robin.get(spec.id)
+                chosen = next((e for e in ordered if last is None or e.id > last), ordered[0])
+                self._round_robin[spec.id] = chosen.id
+                return chosen
+            case _:
+                return min(eligible, key=lambda e: (e.idle_since, e.id))
+
+    def _renumber(self, now: float) -> None:
+        for service in sorted(self._touched):
+            for index, call_id in enumerate(self._queues[service]):
+                call = self._calls[call_id]
+                if call.position != index + 1:
+                    call.position = index + 1
+                    self._emit(PositionChanged(now, call.id, service, call.kiosk, index + 1))
+
+    # ------------------------------------------------------------------ persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain JSON-able data; ``restore`` takes it back."""
+        return {
+            "seq": self._seq,
+            "round_robin": dict(self._round_robin),
+            "calls": [_call_to_dict(c) for c in self._calls.values()],
+            "experts": [_expert_to_dict(e) for e in self._experts.values()],
+            "online": sorted(self._online),
+            "wrap_up_service": dict(self._wrap_up_service),
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self._reset()
+        self._seq = data["seq"]
+        self._round_robin = {ServiceId(k): ExpertId(v) for k, v in data["round_robin"].items()}
+        for raw in data["experts"]:
+            expert = _expert_from_dict(raw)
+            self._experts[expert.id] = expert
+        self._online = {ExpertId(e) for e in data["online"]}
+        self._wrap_up_service = {
+            ExpertId(k): ServiceId(v) for k, v in data["wrap_up_service"].items()
+        }
+        for raw in data["calls"]:
+            call = _call_from_dict(raw)
+            self._calls[call.id] = call
+            self._kiosk_calls[call.kiosk] = call.id
+            if call.state in _QUEUED:
+                position = call.position
+                self._enqueue(call)
+                call.position = position
+        self._touched = set()
+        self._rearm_all()
+
+    def _rearm_all(self) -> None:
+        for call in self._calls.values():
+            if call.state in _QUEUED:
+                self._arm(
+                    call.queued_at + self.services[call.service].max_wait_s, "max_wait", call.id
+                )
+            if call.offer_expires_at is not None:
+                self._arm(call.offer_expires_at, "offer", call.id)
+            if call.kiosk_lost_until is not None:
+                self._arm(call.kiosk_lost_until, "kiosk_lost", call.id)
+            if call.expert_lost_until is not None:
+                self._arm(call.expert_lost_until, "expert_lost", call.id)
+            for until in call.declined_until.values():
+                self._arm(until, "declined", call.id)
+        for expert in self._experts.values():
+            if expert.wrap_up_until is not None:
+                self._arm(expert.wrap_up_until, "wrap_up", expert.id)
+
+
+def _call_to_dict(call: Call) -> dict[str, Any]:
+    data = dict(vars(call))
+    data["state"] = call.state.value
+    data["offered_to"] = sorted(call.offered_to)
+    data["declined_until"] = dict(call.declined_until)
+    return data
+
+
+def _call_from_dict(data: dict[str, Any]) -> Call:
+    values = dict(data)
+    values["state"] = CallState(values["state"])
+    values["offered_to"] = set(values["offered_to"])
+    return Call(**values)
+
+
+def _expert_to_dict(expert: Expert) -> dict[str, Any]:
+    data = dict(vars(expert))
+    data["services"] = sorted(expert.services)
+    data["languages"] = sorted(expert.languages)
+    data["status"] = expert.status.value
+    data["state"] = expert.state.value
+    return data
+
+
+def _expert_from_dict(data: dict[str, Any]) -> Expert:
+    values = dict(data)
+    values["services"] = frozenset(values["services"])
+    values["languages"] = frozenset(values["languages"])
+    values["status"] = ExpertStatus(values["status"])
+    values["state"] = ExpertState(values["state"])
+    return Expert(**values)
