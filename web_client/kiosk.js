@@ -1,0 +1,396 @@
+// The citizen's kiosk: pick a service, type a number, wait in the queue, talk.
+//
+// The kiosk is shared by strangers, so it always comes back to the French home
+// screen with nothing of the previous visitor left on it.
+
+import { SignalingClient } from "/static/signaling.js";
+import { CallMedia, rememberIceServers, rememberedIceServers } from "/static/rtc.js";
+import { Translator } from "/static/i18n.js";
+import { bindTokenForm, showTokenError, storedToken } from "/static/token.js";
+import { exposePageState } from "/static/page-state.js";
+import { announce, byId, showScreen } from "/static/dom.js";
+import { countdown } from "/static/format.js";
+import { nextOpeningText } from "/static/kiosk-wording.js";
+import * as view from "/static/kiosk-view.js";
+
+const DEFAULT_LANGUAGE = "fr";
+const ENDED_SCREEN_S = 10;
+const NUMBER_IDLE_MS = 120_000;
+// After a reconnection the server sends call.resumed at once if the call still
+// exists; silence past this delay means the call is gone.
+const RESUME_WAIT_MS = 5_000;
+const ENDED_OUTCOMES = new Set(["answered", "abandoned", "timed_out", "no_expert", "closed", "full", "failed"]);
+const REQUEST_ERRORS = new Set([
+  "service_closed", "queue_full", "no_expert", "invalid_beneficiary", "call_in_progress",
+  "service_unavailable", "disconnected",
+]);
+
+const tr = new Translator();
+const signaling = new SignalingClient({ getToken: storedToken, getLanguage: () => tr.language });
+let media = null;
+const visio = exposePageState({ state: "home", signaling, currentMedia: () => media });
+
+const model = {
+  services: null,
+  service: null,
+  homeNotice: null,
+  numberError: null,
+  requesting: false,
+  call: null,
+  position: 0,
+  waitMin: null,
+  waitMax: null,
+  offered: false,
+  waitingNotice: null,
+  peer: null,
+  callStatus: "",
+  outcome: "answered",
+  secondsLeft: ENDED_SCREEN_S,
+};
+
+let stopEndedCountdown = () => {};
+let resumeTimer = null;
+let idleTimer = null;
+
+// ---------------------------------------------------------------------------
+// Screens
+
+function draw() {
+  view.drawLanguageButton(tr);
+  switch (visio.state) {
+    case "home": view.drawHome(tr, model, pickService); break;
+    case "number": view.drawNumber(tr, model); break;
+    case "waiting": view.drawWaiting(tr, model); break;
+    case "in_call": view.drawInCall(tr, model); break;
+    case "ended": view.drawEnded(tr, model); break;
+    default: break;
+  }
+}
+
+function go(state, focusTarget) {
+  if (visio.state === "number" && state !== "number") byId("beneficiary-input").value = "";
+  visio.state = state;
+  draw();
+  showScreen(state, focusTarget);
+  watchIdleNumberScreen();
+}
+
+function setCall(call) {
+  model.call = call;
+  visio.call = call;
+}
+
+async function goHome(notice = null) {
+  stopEndedCountdown();
+  closeMedia();
+  setCall(null);
+  model.service = null;
+  model.homeNotice = notice;
+  if (tr.language !== DEFAULT_LANGUAGE) await tr.use(DEFAULT_LANGUAGE);
+  go("home");
+}
+
+// ---------------------------------------------------------------------------
+// Home and number entry
+
+function pickService(service) {
+  if (!service.open) {
+    model.homeNotice = (t) => `${service.name} : ${nextOpeningText(t, service.next_opening)}`;
+    view.drawHome(tr, model, pickService);
+    announce(model.homeNotice(tr));
+    return;
+  }
+  model.service = service;
+  model.homeNotice = null;
+  model.numberError = null;
+  model.requesting = false;
+  byId("interpreter-input").checked = false;
+  go("number", byId("beneficiary-input"));
+}
+
+function pressKey(key) {
+  const input = byId("beneficiary-input");
+  if (key === "erase") input.value = input.value.slice(0, -1);
+  else if (key === "clear") input.value = "";
+  else if (input.value.length < input.maxLength) input.value += key;
+  clearNumberError();
+}
+
+function clearNumberError() {
+  if (!model.numberError) return;
+  model.numberError = null;
+  view.drawNumber(tr, model);
+}
+
+// The server decides with Python's fullmatch; anchoring the pattern gives the
+// same answer here.
+function acceptsBeneficiary(service, beneficiary) {
+  if (!service.beneficiary_pattern) return true;
+  try {
+    return new RegExp(`^(?:${service.beneficiary_pattern})$`).test(beneficiary);
+  } catch {
+    return true;
+  }
+}
+
+function showNumberError(notice) {
+  model.numberError = notice;
+  view.drawNumber(tr, model);
+  byId("beneficiary-input").focus();
+}
+
+async function requestCall(event) {
+  event.preventDefault();
+  if (model.requesting) return;
+  const service = model.service;
+  const beneficiary = byId("beneficiary-input").value.replace(/\s+/g, "");
+  if (!acceptsBeneficiary(service, beneficiary)) {
+    showNumberError((t) => [t.t("number.invalid"), service.beneficiary_hint].filter(Boolean).join(" "));
+    return;
+  }
+  const request = { service: service.id, beneficiary };
+  if (service.languages && service.languages.includes(tr.language)) request.language = tr.language;
+  if (service.interpreter && byId("interpreter-input").checked) request.interpreter = true;
+  model.requesting = true;
+  view.drawNumber(tr, model);
+  try {
+    const queued = await signaling.request("call.request", request);
+    model.requesting = false;
+    enterQueue(queued, null);
+  } catch (error) {
+    model.requesting = false;
+    showNumberError(requestErrorNotice(error));
+  }
+}
+
+function requestErrorNotice(error) {
+  const code = REQUEST_ERRORS.has(error.code) ? error.code : "other";
+  if (code === "service_closed") {
+    const opening = error.details && error.details.next_opening;
+    return (t) => t.t("error.service_closed", { opening: nextOpeningText(t, opening) });
+  }
+  return (t) => t.t(`error.${code}`);
+}
+
+// Leaving the number screen unattended must not leave a beneficiary number
+// on a public screen.
+function watchIdleNumberScreen() {
+  clearTimeout(idleTimer);
+  if (visio.state === "number") idleTimer = setTimeout(() => goHome(), NUMBER_IDLE_MS);
+}
+
+// ---------------------------------------------------------------------------
+// Waiting in the queue
+
+function serviceById(id, fallbackName) {
+  const known = (model.services || []).find((service) => service.id === id);
+  return known || { id, name: fallbackName || id, partner: "", visit_reasons: [] };
+}
+
+function enterQueue(message, notice, { offered = false } = {}) {
+  closeMedia();
+  setCall(message.call);
+  if (message.service) model.service = serviceById(message.service, message.service_name);
+  model.position = message.position ?? 0;
+  model.waitMin = message.wait_min_s ?? null;
+  model.waitMax = message.wait_max_s ?? null;
+  model.offered = offered;
+  model.waitingNotice = notice;
+  if (visio.state === "waiting") draw();
+  else go("waiting");
+  announce([notice && notice(tr), view.waitingAnnouncement(tr, model)].filter(Boolean).join(" "));
+}
+
+function positionChanged(message) {
+  if (message.call !== model.call || visio.state !== "waiting") return;
+  model.position = message.position;
+  model.waitMin = message.wait_min_s ?? null;
+  model.waitMax = message.wait_max_s ?? null;
+  draw();
+  announce(view.waitingAnnouncement(tr, model));
+}
+
+async function leaveQueue() {
+  const call = model.call;
+  if (!call) return;
+  try {
+    await signaling.request("call.cancel", { call });
+  } catch (error) {
+    // Already answered or ended: the events that follow say what happened.
+    console.warn("cancel refused", error);
+    return;
+  }
+  if (model.call === call) await goHome((t) => t.t("home.left_queue"));
+}
+
+// ---------------------------------------------------------------------------
+// The call
+
+function startMedia({ call, iceServers, initiator, resuming }) {
+  closeMedia();
+  media = new CallMedia({
+    signaling,
+    call,
+    iceServers,
+    localVideo: byId("local-video"),
+    remoteVideo: byId("remote-video"),
+    onStatus: (status) => {
+      model.callStatus = `call.${status}`;
+      if (visio.state === "in_call") view.drawInCall(tr, model);
+    },
+  });
+  const started = resuming ? media.resume() : media.start({ initiator });
+  started.catch((error) => console.error("media did not start", error));
+}
+
+function closeMedia() {
+  if (media) media.close();
+  media = null;
+}
+
+function connected(message) {
+  setCall(message.call);
+  model.service = serviceById(message.service);
+  model.peer = message.peer;
+  model.callStatus = "call.connecting";
+  rememberIceServers(message.call, message.ice_servers);
+  go("in_call", byId("hangup-button"));
+  announce(byId("call-peer").textContent);
+  startMedia({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
+}
+
+function peerStateChanged(message) {
+  if (message.call !== model.call || visio.state !== "in_call") return;
+  model.callStatus = message.state === "lost" ? "call.peer_lost" : "call.peer_back";
+  view.drawInCall(tr, model);
+  announce(tr.t(model.callStatus));
+}
+
+async function hangUp() {
+  const call = model.call;
+  if (!call) return;
+  try {
+    await signaling.request("call.hangup", { call });
+  } catch (error) {
+    console.warn("hangup refused", error);
+    return;
+  }
+  callEnded({ call, outcome: "answered" });
+}
+
+// call.ended may arrive before or after the hangup reply; the first one wins.
+function callEnded(message) {
+  if (message.call !== model.call) return;
+  closeMedia();
+  setCall(null);
+  model.outcome = ENDED_OUTCOMES.has(message.outcome) ? message.outcome : "other";
+  model.secondsLeft = ENDED_SCREEN_S;
+  go("ended");
+  announce(`${tr.t("ended.title")}. ${tr.t(`ended.${model.outcome}`)}`);
+  stopEndedCountdown();
+  stopEndedCountdown = countdown(ENDED_SCREEN_S, (left) => {
+    model.secondsLeft = Math.ceil(left);
+    if (visio.state === "ended") view.drawEnded(tr, model);
+    if (left <= 0) goHome();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Connection, reconnection and resumption
+
+function welcomed(welcome) {
+  if (welcome.role !== "kiosk") {
+    signaling.stop();
+    askForToken((t) => t.t("provisioning.wrong_role"));
+    return;
+  }
+  model.services = welcome.services;
+  if (model.call) {
+    clearTimeout(resumeTimer);
+    resumeTimer = setTimeout(() => {
+      if (model.call) callEnded({ call: model.call, outcome: "failed" });
+    }, RESUME_WAIT_MS);
+  }
+  if (visio.state === "provisioning") go("home");
+  else if (visio.state === "home") draw();
+}
+
+function resumed(message) {
+  clearTimeout(resumeTimer);
+  const sameCall = message.call === model.call;
+  setCall(message.call);
+  model.service = serviceById(message.service);
+  if (message.state === "connected") {
+    if (sameCall && media && visio.state === "in_call") return;
+    model.peer = null;
+    model.callStatus = "call.connecting";
+    go("in_call", byId("hangup-button"));
+    // This page lost its peer connection (it was reloaded): offer a new one.
+    startMedia({ call: message.call, iceServers: rememberedIceServers(message.call), resuming: true });
+    return;
+  }
+  enterQueue({ call: message.call, position: message.position ?? 0 }, null, {
+    offered: message.state === "offered",
+  });
+}
+
+function askForToken(notice) {
+  clearTimeout(resumeTimer);
+  closeMedia();
+  setCall(null);
+  visio.state = "provisioning";
+  showScreen("provisioning", byId("token-input"));
+  showTokenError(byId("token-form"), notice ? notice(tr) : "");
+}
+
+function wireEvents() {
+  signaling.on("welcome", welcomed);
+  signaling.on("refused", () => askForToken(storedToken() ? (t) => t.t("provisioning.refused") : null));
+  signaling.on("connection", ({ online }) => {
+    byId("connection-banner").hidden = online;
+  });
+  signaling.on("call.position", positionChanged);
+  signaling.on("call.connected", connected);
+  signaling.on("call.peer_state", peerStateChanged);
+  signaling.on("call.requeued", (message) => {
+    if (message.call === model.call) enterQueue(message, (t) => t.t("waiting.requeued"));
+  });
+  signaling.on("call.transferred", (message) => {
+    if (message.call !== model.call) return;
+    enterQueue(message, (t) => t.t("waiting.transferred", { service: message.service_name }));
+  });
+  signaling.on("call.ended", callEnded);
+  signaling.on("call.resumed", resumed);
+
+  byId("language-button").addEventListener("click", async () => {
+    await tr.use(tr.language === "fr" ? "en" : "fr");
+    draw();
+  });
+  byId("number-form").addEventListener("submit", requestCall);
+  byId("beneficiary-input").addEventListener("input", clearNumberError);
+  byId("number-back").addEventListener("click", () => goHome());
+  byId("cancel-button").addEventListener("click", leaveQueue);
+  byId("hangup-button").addEventListener("click", hangUp);
+  byId("ended-home").addEventListener("click", () => goHome());
+  for (const type of ["pointerdown", "keydown"]) {
+    document.addEventListener(type, watchIdleNumberScreen, { passive: true });
+  }
+  bindTokenForm(byId("token-form"), {
+    emptyMessage: () => tr.t("provisioning.empty"),
+    onSaved: () => {
+      go("home");
+      signaling.start();
+    },
+  });
+}
+
+async function main() {
+  await tr.use(DEFAULT_LANGUAGE);
+  view.drawPictograms();
+  view.buildKeypad(tr, pressKey);
+  wireEvents();
+  go("home");
+  signaling.start();
+}
+
+main();
