@@ -27,8 +27,8 @@ __all__ = [
     "CallPeerState",
     "CallPosition",
     "CallQueued",
-    "CallRequeued",
     "CallRequest",
+    "CallRequeued",
     "CallResumed",
     "CallTransfer",
     "CallTransferred",
@@ -59,14 +59,26 @@ __all__ = [
     "WrapUpStarted",
 ]
 
-RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Chosen by the client; echoed by the reply.")]
-CallIdField = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Call identifier given by the server.")]
-ServiceIdField = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+RequestId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=64, description="Chosen by the client; echoed by the reply."
+    ),
+]
+CallIdField = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=64, description="Call identifier given by the server."),
+]
+ServiceIdField = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
 Seconds = Annotated[float, msgspec.Meta(ge=0, description="Duration in seconds.")]
 Timestamp = Annotated[float, msgspec.Meta(description="Unix time in seconds.")]
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+class Message(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
+):
     """Base of every wire message."""
 
 
@@ -153,7 +165,7 @@ class ServiceQueue(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------------------
 
 
-class Hello(Message, tag="hello"):
+class Hello(Message, tag="hello", frozen=True):
     """First message on a connection: authenticates with a JWT (never in the URL)."""
 
     id: RequestId
@@ -161,13 +173,13 @@ class Hello(Message, tag="hello"):
     language: Annotated[str, msgspec.Meta(max_length=8)] | None = None
 
 
-class Ping(Message, tag="ping"):
+class Ping(Message, tag="ping", frozen=True):
     """Application-level liveness probe; answered by ``pong``."""
 
     id: RequestId
 
 
-class CallRequest(Message, tag="call.request"):
+class CallRequest(Message, tag="call.request", frozen=True):
     """Kiosk: the citizen pressed Call for a service of the catalogue."""
 
     id: RequestId
@@ -177,21 +189,21 @@ class CallRequest(Message, tag="call.request"):
     interpreter: bool = False
 
 
-class CallCancel(Message, tag="call.cancel"):
+class CallCancel(Message, tag="call.cancel", frozen=True):
     """Kiosk: leave the queue before being answered."""
 
     id: RequestId
     call: CallIdField
 
 
-class CallHangup(Message, tag="call.hangup"):
+class CallHangup(Message, tag="call.hangup", frozen=True):
     """Kiosk or expert: end a connected call."""
 
     id: RequestId
     call: CallIdField
 
 
-class CallMediaFailed(Message, tag="call.media_failed"):
+class CallMediaFailed(Message, tag="call.media_failed", frozen=True):
     """Kiosk or expert: media could not be established or was lost for good."""
 
     id: RequestId
@@ -199,28 +211,28 @@ class CallMediaFailed(Message, tag="call.media_failed"):
     detail: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-class ExpertStatusSet(Message, tag="expert.status"):
+class ExpertStatusSet(Message, tag="expert.status", frozen=True):
     """Expert: set the status chosen by the person."""
 
     id: RequestId
     status: Literal["available", "break", "logged_out"]
 
 
-class OfferAccept(Message, tag="offer.accept"):
+class OfferAccept(Message, tag="offer.accept", frozen=True):
     """Expert: take the offered call."""
 
     id: RequestId
     call: CallIdField
 
 
-class OfferReject(Message, tag="offer.reject"):
+class OfferReject(Message, tag="offer.reject", frozen=True):
     """Expert: decline the offered call; it goes to the next expert and keeps its place."""
 
     id: RequestId
     call: CallIdField
 
 
-class WrapUpDone(Message, tag="wrapup.done"):
+class WrapUpDone(Message, tag="wrapup.done", frozen=True):
     """Expert: record the visit reason and leave wrap-up."""
 
     id: RequestId
@@ -228,7 +240,7 @@ class WrapUpDone(Message, tag="wrapup.done"):
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 
 
-class CallTransfer(Message, tag="call.transfer"):
+class CallTransfer(Message, tag="call.transfer", frozen=True):
     """Expert: hand a connected call to another service's queue; it keeps its arrival time."""
 
     id: RequestId
@@ -236,7 +248,7 @@ class CallTransfer(Message, tag="call.transfer"):
     service: ServiceIdField
 
 
-class RtcSdp(Message, tag="rtc.sdp"):
+class RtcSdp(Message, tag="rtc.sdp", frozen=True):
     """Either party: an SDP offer or answer for the other party of the call."""
 
     call: CallIdField
@@ -246,7 +258,7 @@ class RtcSdp(Message, tag="rtc.sdp"):
     """Filled in by the server when it relays the message: the sending party's id."""
 
 
-class RtcIce(Message, tag="rtc.ice"):
+class RtcIce(Message, tag="rtc.ice", frozen=True):
     """Either party: a trickled ICE candidate; ``null`` marks the end of candidates."""
 
     call: CallIdField
@@ -256,7 +268,7 @@ class RtcIce(Message, tag="rtc.ice"):
     """Filled in by the server when it relays the message: the sending party's id."""
 
 
-class QueueSubscribe(Message, tag="queue.subscribe"):
+class QueueSubscribe(Message, tag="queue.subscribe", frozen=True):
     """Admin or supervisor: receive ``queue.status`` whenever a visible queue changes."""
 
     id: RequestId
@@ -285,7 +297,7 @@ ClientMessage = (
 # ---------------------------------------------------------------------------
 
 
-class Welcome(Message, tag="welcome"):
+class Welcome(Message, tag="welcome", frozen=True):
     """Reply to ``hello``: who the server thinks you are and what you may use."""
 
     id: RequestId
@@ -299,20 +311,20 @@ class Welcome(Message, tag="welcome"):
     state: str | None = None
 
 
-class Pong(Message, tag="pong"):
+class Pong(Message, tag="pong", frozen=True):
     """Reply to ``ping``."""
 
     id: RequestId
     server_time: Timestamp
 
 
-class Ack(Message, tag="ack"):
+class Ack(Message, tag="ack", frozen=True):
     """Success reply to a request that has no richer reply."""
 
     id: RequestId
 
 
-class ErrorMessage(Message, tag="error"):
+class ErrorMessage(Message, tag="error", frozen=True):
     """A typed error; ``id`` echoes the request when there was one."""
 
     code: str
@@ -321,7 +333,7 @@ class ErrorMessage(Message, tag="error"):
     details: dict[str, Any] = {}
 
 
-class CallQueued(Message, tag="call.queued"):
+class CallQueued(Message, tag="call.queued", frozen=True):
     """Reply to ``call.request``: the call waits in the queue."""
 
     id: RequestId
@@ -332,7 +344,7 @@ class CallQueued(Message, tag="call.queued"):
     wait_max_s: Seconds | None = None
 
 
-class CallPosition(Message, tag="call.position"):
+class CallPosition(Message, tag="call.position", frozen=True):
     """Kiosk: the place in the queue or the estimated wait range changed."""
 
     call: str
@@ -341,7 +353,7 @@ class CallPosition(Message, tag="call.position"):
     wait_max_s: Seconds | None = None
 
 
-class CallOffered(Message, tag="call.offered"):
+class CallOffered(Message, tag="call.offered", frozen=True):
     """Expert: a call is offered; accept or reject before ``expires_in_s``."""
 
     call: str
@@ -356,14 +368,16 @@ class CallOffered(Message, tag="call.offered"):
     transferred_from: str | None = None
 
 
-class OfferWithdrawn(Message, tag="offer.withdrawn"):
+class OfferWithdrawn(Message, tag="offer.withdrawn", frozen=True):
     """Expert: the offer is gone (taken by another expert, timed out, caller left...)."""
 
     call: str
-    reason: Literal["accepted", "declined", "timeout", "taken", "cancelled", "expert_lost", "status"]
+    reason: Literal[
+        "accepted", "declined", "timeout", "taken", "cancelled", "expert_lost", "status"
+    ]
 
 
-class CallConnected(Message, tag="call.connected"):
+class CallConnected(Message, tag="call.connected", frozen=True):
     """Both parties: the call is connected; the expert sends the SDP offer."""
 
     call: str
@@ -376,7 +390,7 @@ class CallConnected(Message, tag="call.connected"):
     beneficiary: str = ""
 
 
-class CallResumed(Message, tag="call.resumed"):
+class CallResumed(Message, tag="call.resumed", frozen=True):
     """Kiosk after reconnecting: the call it had is still there (waiting or connected)."""
 
     call: str
@@ -385,7 +399,7 @@ class CallResumed(Message, tag="call.resumed"):
     position: int | None = None
 
 
-class CallPeerState(Message, tag="call.peer_state"):
+class CallPeerState(Message, tag="call.peer_state", frozen=True):
     """The other party's connection was lost (and may come back) or came back."""
 
     call: str
@@ -393,7 +407,7 @@ class CallPeerState(Message, tag="call.peer_state"):
     grace_s: Seconds | None = None
 
 
-class CallRequeued(Message, tag="call.requeued"):
+class CallRequeued(Message, tag="call.requeued", frozen=True):
     """Kiosk: the expert was lost; the call is back at the head of its queue."""
 
     call: str
@@ -401,7 +415,7 @@ class CallRequeued(Message, tag="call.requeued"):
     reason: str
 
 
-class CallTransferred(Message, tag="call.transferred"):
+class CallTransferred(Message, tag="call.transferred", frozen=True):
     """Kiosk: the expert handed the call to another service; it waits there."""
 
     call: str
@@ -410,7 +424,7 @@ class CallTransferred(Message, tag="call.transferred"):
     position: int
 
 
-class CallEnded(Message, tag="call.ended"):
+class CallEnded(Message, tag="call.ended", frozen=True):
     """The call is over, with its outcome."""
 
     call: str
@@ -420,7 +434,7 @@ class CallEnded(Message, tag="call.ended"):
     reason: str = ""
 
 
-class WrapUpStarted(Message, tag="wrapup.started"):
+class WrapUpStarted(Message, tag="wrapup.started", frozen=True):
     """Expert: the call ended; choose a visit reason before ``deadline_in_s``."""
 
     call: str
@@ -429,7 +443,7 @@ class WrapUpStarted(Message, tag="wrapup.started"):
     deadline_in_s: Seconds
 
 
-class ExpertState(Message, tag="expert.state"):
+class ExpertState(Message, tag="expert.state", frozen=True):
     """Expert: its status (set by the person) or state (set by the system) changed."""
 
     status: Literal["available", "break", "logged_out"]
@@ -438,7 +452,7 @@ class ExpertState(Message, tag="expert.state"):
     reason: str = ""
 
 
-class QueueStatus(Message, tag="queue.status"):
+class QueueStatus(Message, tag="queue.status", frozen=True):
     """Admin or supervisor: every visible service's queue, now."""
 
     at: Timestamp

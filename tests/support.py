@@ -1,0 +1,228 @@
+"""Shared test helpers: an in-process server on a free loopback port and a WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from queueing import QueueStore
+from visio_server.app import create_app
+from visio_server.auth import mint_token
+from visio_server.config import Config, load_config
+
+TEST_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = 0
+rate_per_s = 200
+rate_burst = 200
+heartbeat_s = 2
+hello_timeout_s = 5
+
+[auth]
+algorithms = ["HS256"]
+hs256_secret = "test-secret-0123456789-abcdefghijklmnop"
+
+[storage]
+backend = "{backend}"
+data_dir = "{data_dir}"
+
+[queue]
+kiosk_grace_s = {kiosk_grace_s}
+expert_grace_s = {expert_grace_s}
+restart_grace_s = 30
+decline_cooldown_s = 30
+
+[[services]]
+id = "caf"
+name = "CAF"
+partner = "caf"
+always_open = true
+beneficiary_pattern = "^[0-9]{{7}}$"
+beneficiary_hint = "7 chiffres"
+visit_reasons = ["Prestations", "Logement", "Autre"]
+offer_timeout_s = {offer_timeout_s}
+
+[[services]]
+id = "cpam"
+name = "CPAM"
+partner = "cpam"
+always_open = true
+visit_reasons = ["Remboursements", "Autre"]
+
+[[services]]
+id = "france-travail"
+name = "France Travail"
+partner = "france-travail"
+always_open = true
+visit_reasons = ["Inscription", "Autre"]
+
+[[services]]
+id = "ferme"
+name = "Service fermé"
+partner = "carsat"
+hours = {{ thu = ["09:00-09:01"] }}
+holidays = []
+
+[[kiosks]]
+id = "kiosk-1"
+name = "Mairie de Test"
+place = "Salle 1"
+services = ["caf", "cpam", "france-travail", "ferme"]
+
+[[kiosks]]
+id = "kiosk-2"
+name = "France Services Test"
+place = "Accueil"
+services = ["caf", "cpam"]
+
+[[kiosks]]
+id = "kiosk-3"
+name = "Kiosque Test"
+place = "Gare"
+services = ["caf", "cpam"]
+
+[[experts]]
+id = "expert-1"
+name = "Camille Expert"
+partner = "caf"
+services = ["caf"]
+
+[[experts]]
+id = "expert-2"
+name = "Dominique Expert"
+partner = "cpam"
+services = ["cpam"]
+
+[[admins]]
+id = "admin-1"
+name = "Admin"
+role = "admin"
+
+[[admins]]
+id = "super-caf"
+name = "Superviseur CAF"
+role = "supervisor"
+partner = "caf"
+"""
+
+
+def write_test_config(folder: Path, **overrides: Any) -> Path:
+    values = {
+        "backend": "memory",
+        "data_dir": str(folder / "data"),
+        "kiosk_grace_s": 30,
+        "expert_grace_s": 2,
+        "offer_timeout_s": 20,
+        **overrides,
+    }
+    path = folder / "config.toml"
+    path.write_text(TEST_CONFIG.format(**values), "utf-8")
+    return path
+
+
+@dataclass
+class RunningServer:
+    config: Config
+    config_path: Path
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+    registry: CollectorRegistry
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+    def token(self, role: str, sub: str, **claims: Any) -> str:
+        return mint_token(self.config, role, sub, **claims)
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(
+    config_path: Path, *, store: QueueStore | None = None, port: int = 0
+) -> RunningServer:
+    config = load_config(config_path)
+    registry = CollectorRegistry()
+    app = create_app(config, store=store, registry=registry)
+    runner = web.AppRunner(app, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    return RunningServer(config, config_path, app, runner, f"http://127.0.0.1:{bound}", registry)
+
+
+@dataclass
+class WsClient:
+    """A protocol client for tests: requests by id, events collected in order."""
+
+    ws: aiohttp.ClientWebSocketResponse
+    session: aiohttp.ClientSession
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    replies: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    reader: asyncio.Task[None] | None = None
+    close_code: int | None = None
+
+    @classmethod
+    async def connect(cls, ws_url: str, **kwargs: Any) -> WsClient:
+        session = aiohttp.ClientSession()
+        ws = await session.ws_connect(ws_url, **kwargs)
+        client = cls(ws, session)
+        client.reader = asyncio.create_task(client._read())
+        return client
+
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            message = json.loads(frame.data)
+            future = self.replies.pop(str(message.get("id")), None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            else:
+                await self.events.put(message)
+        self.close_code = self.ws.close_code
+
+    async def request(self, message: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
+        request_id = str(next(self.ids))
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.replies[request_id] = future
+        await self.ws.send_str(json.dumps({**message, "id": request_id}))
+        return await asyncio.wait_for(future, timeout)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_str(json.dumps(message))
+
+    async def hello(self, token: str) -> dict[str, Any]:
+        return await self.request({"type": "hello", "token": token})
+
+    async def expect(self, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
+        """The next event of type ``kind`` (matching ``match``); skips others."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.events.get()
+                if event["type"] == kind and all(event.get(k) == v for k, v in match.items()):
+                    return event
+
+    async def wait_closed(self, timeout: float = 5) -> int | None:
+        assert self.reader is not None
+        await asyncio.wait_for(asyncio.shield(self.reader), timeout)
+        return self.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+        if self.reader is not None:
+            await self.reader

@@ -1,0 +1,69 @@
+"""Composition root: ``create_app(config)`` builds every part; nothing lives in globals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from queueing import QueueStore
+from queueing.stores import FileQueueStore, MemoryQueueStore
+from signaling import LocalBus
+
+from .auth import Authenticator
+from .config import Config
+from .desk import Desk
+from .edge import Edge
+from .http_api import error_middleware, setup_routes
+from .keys import AUTH, CONFIG, DESK, EDGE, METRICS
+from .metrics import Metrics
+
+__all__ = ["create_app", "make_store"]
+
+
+def make_store(config: Config) -> QueueStore:
+    storage = config.storage
+    if storage.backend == "memory":
+        return MemoryQueueStore()
+    return FileQueueStore(Path(storage.data_dir), fsync=storage.fsync)
+
+
+def create_app(
+    config: Config,
+    *,
+    store: QueueStore | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
+    metrics = Metrics(registry or CollectorRegistry(), (s.service_level_s for s in config.services))
+    bus = LocalBus()
+    desk = Desk(config, store or make_store(config), bus, metrics, clock)
+    auth = Authenticator(config)
+    edge = Edge(config, desk, auth, bus, metrics)
+    metrics.watch(lambda: desk.machine, edge.counts, clock)
+    app[CONFIG], app[DESK], app[EDGE], app[AUTH], app[METRICS] = config, desk, edge, auth, metrics
+    setup_routes(app, edge.handle)
+    app.cleanup_ctx.append(_run_desk)
+    app.on_shutdown.append(_close_connections)
+    return app
+
+
+async def _run_desk(app: web.Application) -> AsyncIterator[None]:
+    desk = app[DESK]
+    await desk.start()
+    runner = asyncio.create_task(desk.run(), name="desk")
+    yield
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
+    await desk.store.close()
+
+
+async def _close_connections(app: web.Application) -> None:
+    await app[EDGE].close_all()

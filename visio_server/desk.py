@@ -1,0 +1,622 @@
+"""Call control: the thin asyncio glue around the queue machine.
+
+For each command: take the lock, apply it to the machine with ``now``, write the
+journal entry and its events to the store, then hand the resulting messages to the
+bus, and re-arm the one timer. Messages leave in the order events happened, and a
+reply leaves only after its events are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from media import ice_servers
+from queueing import (
+    AcceptOffer,
+    CallConnected,
+    CallEnded,
+    CallId,
+    CallOffered,
+    CallQueued,
+    CallRefused,
+    CallRequeued,
+    CallResumed,
+    CallState,
+    CallTransferred,
+    CancelCall,
+    Command,
+    DeclineOffer,
+    Event,
+    ExpertChanged,
+    ExpertId,
+    ExpertLost,
+    ExpertSignIn,
+    ExpertStatus,
+    FinishWrapUp,
+    HangUp,
+    KioskBack,
+    KioskId,
+    KioskLost,
+    OfferEnded,
+    Outcome,
+    PartyBack,
+    PartyLost,
+    PositionChanged,
+    QueueError,
+    QueueMachine,
+    QueueStore,
+    ReportMediaFailure,
+    RequestCall,
+    Restarted,
+    ServiceId,
+    SetStatus,
+    TransferCall,
+    WaitEstimator,
+    WrapUpFinished,
+    WrapUpStarted,
+    command_from_record,
+    command_record,
+    event_from_record,
+    event_record,
+)
+from queueing.model import Call
+from signaling import MessageBus, address
+from signaling import messages as m
+
+from .auth import Principal
+from .config import Config
+from .metrics import Metrics
+
+__all__ = ["Desk"]
+
+log = logging.getLogger(__name__)
+
+_REFUSALS = {
+    Outcome.CLOSED: ("service_closed", "the service is closed now"),
+    Outcome.FULL: ("queue_full", "too many people are waiting for this service; try again later"),
+    Outcome.NO_EXPERT: ("no_expert", "no expert of this service is signed in now"),
+}
+_TIMER_RECORD = "Timer"
+_STATUS_THROTTLE_S = 0.5
+_ESTIMATE_STEP_S = 30.0
+
+
+class Desk:
+    def __init__(
+        self,
+        config: Config,
+        store: QueueStore,
+        bus: MessageBus,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics
+        self.clock = clock
+        self.machine = QueueMachine(
+            config.service_specs(), config.kiosk_specs(), config.queue_settings()
+        )
+        self.estimator = WaitEstimator()
+        self._lock = asyncio.Lock()
+        self._entry = 0
+        self._since_snapshot = 0
+        self._timer_changed = asyncio.Event()
+        self._status_changed = asyncio.Event()
+        self._estimates: dict[ServiceId, tuple[float, list[tuple[float, float] | None]]] = {}
+        self._told: dict[CallId, tuple[int, float | None, float | None]] = {}
+        self._talk: dict[CallId, float] = {}
+        self._wrap_started: dict[CallId, float] = {}
+        self.ready = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Rebuild the queue from the store; everyone gets the restart grace to come back."""
+        recovered = await self.store.load()
+        if recovered.snapshot is not None:
+            self.machine.restore(recovered.snapshot)
+        for record in recovered.journal:
+            self._replay(record)
+        self._entry = recovered.last_entry
+        await self._learn_from_history()
+        if recovered.snapshot is not None or recovered.journal:
+            await self.execute(Restarted())
+        self.ready = True
+
+    def _replay(self, record: dict[str, Any]) -> None:
+        if record["kind"] == _TIMER_RECORD:
+            self.machine.handle_timer(float(record["at"]))
+            return
+        command, now = command_from_record(record)
+        try:
+            self.machine.apply(command, now)
+        except QueueError as exc:  # the configuration changed since it was journaled
+            log.warning("journal entry %s no longer applies: %s", record["kind"], exc.reason)
+
+    async def _learn_from_history(self) -> None:
+        since = self.clock() - 14 * 86400
+        for row in await self.store.read_events(since=since):
+            self._observe(event_from_record(row))
+
+    async def run(self) -> None:
+        """Fire the queue's timers and push queue status; runs until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._run_timers())
+            group.create_task(self._run_status())
+
+    async def _run_timers(self) -> None:
+        while True:
+            self._timer_changed.clear()
+            deadline = self.machine.get_timer()
+            delay = None if deadline is None else max(0.0, deadline - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_changed.wait(), delay)
+                continue
+            async with self._lock:
+                now = self.clock()
+                due = self.machine.get_timer()
+                if due is not None and due <= now:
+                    events = self.machine.handle_timer(now)
+                    await self._commit({"kind": _TIMER_RECORD, "at": now}, events, now)
+
+    async def _run_status(self) -> None:
+        refresh = max(self.config.queue.estimate_refresh_s, 1.0) * 3
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_changed.wait(), refresh)
+            self._status_changed.clear()
+            now = self.clock()
+            await self._publish_status(now)
+            await self._refresh_estimates(now)
+            await asyncio.sleep(_STATUS_THROTTLE_S)
+
+    # ------------------------------------------------------------------ commands
+
+    async def execute(self, command: Command) -> list[Event]:
+        async with self._lock:
+            now = self.clock()
+            events = self.machine.apply(command, now)
+            await self._commit(command_record(command, now), events, now)
+            return events
+
+    async def _commit(self, record: dict[str, Any], events: list[Event], now: float) -> None:
+        self._entry += 1
+        await self.store.append(self._entry, record, [event_record(e) for e in events])
+        self._since_snapshot += 1
+        if self._since_snapshot >= self.config.storage.snapshot_every:
+            await self.store.compact(self.machine.snapshot(), self._entry)
+            self._since_snapshot = 0
+        for event in events:
+            self._observe(event)
+        await self._route(events, now)
+        self._timer_changed.set()
+        if events:
+            self._status_changed.set()
+
+    async def kiosk_connected(self, kiosk: Principal) -> None:
+        await self.execute(KioskBack(KioskId(kiosk.id)))
+
+    async def expert_connected(self, expert: Principal) -> None:
+        expert_id = ExpertId(expert.id)
+        await self.execute(
+            ExpertSignIn(
+                expert_id,
+                expert.name,
+                expert.partner,
+                tuple(ServiceId(s) for s in expert.services),
+                expert.languages,
+            )
+        )
+        record = self.machine.expert(expert_id)
+        call = self.machine.call(record.call) if record and record.call else None
+        if call is not None and call.state is CallState.CONNECTED:
+            await self._announce_connected(call, self.clock())
+
+    async def party_lost(self, party: Principal) -> None:
+        if party.role == "kiosk":
+            await self.execute(KioskLost(KioskId(party.id)))
+        elif party.answers_calls:
+            await self.execute(ExpertLost(ExpertId(party.id)))
+
+    async def request_call(self, kiosk: Principal, request: m.CallRequest) -> m.CallQueued:
+        call_id = CallId(secrets.token_hex(8))
+        events = await self.execute(
+            RequestCall(
+                call_id,
+                KioskId(kiosk.id),
+                ServiceId(request.service),
+                request.beneficiary.strip().upper(),
+                request.language,
+                request.interpreter,
+            )
+        )
+        for event in events:
+            if isinstance(event, CallRefused):
+                code, reason = _REFUSALS[event.outcome]
+                raise QueueError(code, reason, next_opening=event.next_opening)
+            if isinstance(event, CallQueued):
+                low, high = self._wait_range(event.service, event.position, self.clock())
+                self._told[call_id] = (event.position, low, high)
+                return m.CallQueued(
+                    id=request.id,
+                    call=call_id,
+                    service=event.service,
+                    position=event.position,
+                    wait_min_s=low,
+                    wait_max_s=high,
+                )
+        raise QueueError("internal", "the call was neither queued nor refused")
+
+    async def cancel_call(self, kiosk: Principal, call: str) -> None:
+        await self.execute(CancelCall(CallId(call), KioskId(kiosk.id)))
+
+    async def hang_up(self, party: Principal, call: str) -> None:
+        await self.execute(HangUp(CallId(call), party.id))
+
+    async def media_failed(self, party: Principal, call: str, detail: str) -> None:
+        await self.execute(ReportMediaFailure(CallId(call), party.id, detail or "media_failed"))
+
+    async def set_status(self, expert: Principal, status: str) -> None:
+        await self.execute(SetStatus(ExpertId(expert.id), ExpertStatus(status)))
+
+    async def accept(self, expert: Principal, call: str) -> None:
+        await self.execute(AcceptOffer(ExpertId(expert.id), CallId(call)))
+
+    async def reject(self, expert: Principal, call: str) -> None:
+        await self.execute(DeclineOffer(ExpertId(expert.id), CallId(call)))
+
+    async def wrap_up(self, expert: Principal, call: str, reason: str) -> None:
+        await self.execute(FinishWrapUp(ExpertId(expert.id), CallId(call), reason))
+
+    async def transfer(self, expert: Principal, call: str, service: str) -> None:
+        await self.execute(TransferCall(ExpertId(expert.id), CallId(call), ServiceId(service)))
+
+    async def relay(self, sender: Principal, message: m.RtcSdp | m.RtcIce) -> None:
+        """Pass SDP or ICE to the other party of the sender's connected call, and nobody else."""
+        call = self.machine.call(CallId(message.call))
+        if call is None:
+            raise QueueError("unknown_call", "this call does not exist or has ended")
+        if sender.id not in (call.kiosk, call.expert):
+            raise QueueError("not_your_call", "you are not a party of this call")
+        if call.state is not CallState.CONNECTED:
+            raise QueueError("not_in_call", "the call is not connected")
+        if sender.role == "kiosk" and sender.id == call.kiosk:
+            target = address("expert", str(call.expert))
+        elif sender.answers_calls and sender.id == call.expert:
+            target = address("kiosk", call.kiosk)
+        else:
+            raise QueueError("not_your_call", "you are not a party of this call")
+        if isinstance(message, m.RtcSdp):
+            relayed: m.Message = m.RtcSdp(
+                call=message.call, description=message.description, sender=sender.id
+            )
+        else:
+            relayed = m.RtcIce(call=message.call, candidate=message.candidate, sender=sender.id)
+        await self.bus.publish(target, relayed)
+
+    # ------------------------------------------------------------------ views
+
+    def welcome_services(self, principal: Principal, now: float) -> list[m.ServiceInfo]:
+        visible = [
+            self.machine.services[ServiceId(s)]
+            for s in principal.services
+            if ServiceId(s) in self.machine.services
+        ]
+        if principal.watches_queues:
+            visible = self._watched_services(principal)
+        return [
+            m.ServiceInfo(
+                id=spec.id,
+                name=spec.name,
+                partner=spec.partner,
+                open=spec.hours.is_open(now),
+                next_opening=spec.hours.next_opening(now),
+                closes_at=spec.hours.closes_at(now),
+                beneficiary_label=spec.beneficiary_label,
+                beneficiary_pattern=spec.beneficiary_pattern,
+                beneficiary_hint=spec.beneficiary_hint,
+                languages=list(spec.languages),
+                interpreter=spec.interpreter,
+                visit_reasons=list(spec.visit_reasons),
+            )
+            for spec in visible
+        ]
+
+    def _watched_services(self, principal: Principal) -> list[Any]:
+        specs = list(self.machine.services.values())
+        if principal.role == "admin":
+            return specs
+        return [s for s in specs if s.partner == principal.partner]
+
+    def queue_status(self, principal: Principal | None, now: float) -> m.QueueStatus:
+        specs = (
+            self._watched_services(principal)
+            if principal is not None
+            else list(self.machine.services.values())
+        )
+        rows = []
+        for spec in specs:
+            status = self.machine.status(spec.id, now)
+            experts = dict(status.experts)
+            experts["away"] = experts.pop("disconnected", 0)
+            rows.append(
+                m.ServiceQueue(
+                    service=spec.id,
+                    name=spec.name,
+                    partner=spec.partner,
+                    open=status.open,
+                    waiting=status.waiting,
+                    offered=status.offered,
+                    connected=status.connected,
+                    oldest_wait_s=round(status.oldest_wait_s, 1),
+                    experts=experts,
+                )
+            )
+        return m.QueueStatus(at=now, services=rows)
+
+    async def _publish_status(self, now: float) -> None:
+        if self.bus.has_subscribers("watch:*"):
+            await self.bus.publish("watch:*", self.queue_status(None, now))
+        for partner in sorted({s.partner for s in self.machine.services.values()}):
+            target = address("watch", partner)
+            if self.bus.has_subscribers(target):
+                rows = self.queue_status(None, now)
+                mine = [r for r in rows.services if r.partner == partner]
+                await self.bus.publish(target, m.QueueStatus(at=now, services=mine))
+
+    # ------------------------------------------------------------------ wait estimate
+
+    def _observe(self, event: Event) -> None:
+        match event:
+            case CallConnected():
+                self.estimator.observe_wait(event.service, event.waited_s, abandoned=False)
+                self.metrics.call_answered(event.service, event.waited_s)
+            case CallEnded():
+                if event.outcome is Outcome.ABANDONED and not event.short:
+                    self.estimator.observe_wait(event.service, event.waited_s, abandoned=True)
+                if event.talk_s is not None:
+                    self._talk[event.call] = event.talk_s
+                self.metrics.call_left(
+                    event.service, event.outcome.value, event.waited_s, event.talk_s
+                )
+                self._told.pop(event.call, None)
+            case CallRefused():
+                self.metrics.call_left(event.service, event.outcome.value, None, None)
+            case CallTransferred():
+                self.metrics.call_left(event.from_service, Outcome.TRANSFERRED.value, None, None)
+            case OfferEnded():
+                self.metrics.offer_ended(event.service, event.result)
+            case WrapUpStarted():
+                self._wrap_started[event.call] = event.at
+            case WrapUpFinished():
+                started = self._wrap_started.pop(event.call, event.at)
+                talk = self._talk.pop(event.call, 0.0)
+                self.estimator.observe_handled(event.service, talk + event.at - started)
+
+    def _ranges(
+        self, service: ServiceId, now: float, *, fresh: bool = False
+    ) -> list[tuple[float, float] | None]:
+        cached = self._estimates.get(service)
+        if (
+            cached is not None
+            and not fresh
+            and now - cached[0] < self.config.queue.estimate_refresh_s
+        ):
+            return cached[1]
+        spec = self.machine.services[service]
+        ranges = self.estimator.estimate(
+            service,
+            self.machine.queue_view(service, now),
+            prior_handle_s=spec.expected_handle_s,
+            seed=zlib.crc32(f"{service}:{int(now)}".encode()),
+        )
+        self._estimates[service] = (now, ranges)
+        return ranges
+
+    def _wait_range(
+        self, service: ServiceId, position: int, now: float
+    ) -> tuple[float | None, float | None]:
+        ranges = self._ranges(service, now)
+        if position > len(ranges):
+            ranges = self._ranges(service, now, fresh=True)
+        if position < 1 or position > len(ranges) or ranges[position - 1] is None:
+            return None, None
+        low, high = ranges[position - 1]  # type: ignore[misc]
+        low = math.floor(low / _ESTIMATE_STEP_S) * _ESTIMATE_STEP_S
+        high = max(
+            math.ceil(high / _ESTIMATE_STEP_S) * _ESTIMATE_STEP_S, low + 2 * _ESTIMATE_STEP_S
+        )
+        return low, high
+
+    async def _refresh_estimates(self, now: float) -> None:
+        """Waits drift while nothing happens (calls in progress get longer): tell kiosks."""
+        for service in self.machine.services:
+            queued = self.machine.queued(service)
+            if not queued:
+                continue
+            self._ranges(service, now, fresh=True)
+            for call in queued:
+                await self._tell_position(call.id, call.kiosk, service, call.position, now)
+
+    async def _tell_position(
+        self, call: CallId, kiosk: KioskId, service: ServiceId, position: int, now: float
+    ) -> None:
+        low, high = self._wait_range(service, position, now)
+        if self._told.get(call) == (position, low, high):
+            return
+        self._told[call] = (position, low, high)
+        await self.bus.publish(
+            address("kiosk", kiosk),
+            m.CallPosition(call=call, position=position, wait_min_s=low, wait_max_s=high),
+        )
+
+    # ------------------------------------------------------------------ routing
+
+    async def _route(self, events: list[Event], now: float) -> None:
+        publish = self.bus.publish
+        for event in events:
+            match event:
+                case PositionChanged():
+                    await self._tell_position(
+                        event.call, event.kiosk, event.service, event.position, now
+                    )
+                case CallOffered():
+                    await publish(address("expert", event.expert), self._offer_message(event, now))
+                case OfferEnded() if event.result != "accepted":
+                    reason: Any = event.result
+                    await publish(
+                        address("expert", event.expert),
+                        m.OfferWithdrawn(call=event.call, reason=reason),
+                    )
+                case CallConnected():
+                    call = self.machine.call(event.call)
+                    if call is not None:
+                        await self._announce_connected(call, now)
+                case CallResumed():
+                    await publish(
+                        address("kiosk", event.kiosk),
+                        m.CallResumed(
+                            call=event.call,
+                            service=event.service,
+                            state=event.state.value,  # type: ignore[arg-type]
+                            position=event.position or None,
+                        ),
+                    )
+                    call = self.machine.call(event.call)
+                    if call is not None and call.state is CallState.CONNECTED:
+                        await self._announce_connected(call, now)
+                case PartyLost():
+                    await self._to_other_party(
+                        event.call,
+                        event.role,
+                        m.CallPeerState(call=event.call, state="lost", grace_s=event.until - now),
+                    )
+                case PartyBack():
+                    await self._to_other_party(
+                        event.call, event.role, m.CallPeerState(call=event.call, state="back")
+                    )
+                case CallRequeued():
+                    self._told[event.call] = (event.position, None, None)
+                    await publish(
+                        address("kiosk", event.kiosk),
+                        m.CallRequeued(
+                            call=event.call, position=event.position, reason=event.reason
+                        ),
+                    )
+                case CallTransferred():
+                    spec = self.machine.services[event.to_service]
+                    await publish(
+                        address("kiosk", event.kiosk),
+                        m.CallTransferred(
+                            call=event.call,
+                            service=spec.id,
+                            service_name=spec.name,
+                            position=event.position,
+                        ),
+                    )
+                    await publish(
+                        address("expert", event.expert),
+                        m.CallEnded(
+                            call=event.call, outcome="transferred", reason=event.to_service
+                        ),
+                    )
+                case CallEnded():
+                    ended = m.CallEnded(
+                        call=event.call, outcome=event.outcome.value, reason=event.reason
+                    )
+                    await publish(address("kiosk", event.kiosk), ended)
+                    if event.expert is not None and event.talk_s is not None:
+                        await publish(address("expert", event.expert), ended)
+                case WrapUpStarted():
+                    spec = self.machine.services[event.service]
+                    await publish(
+                        address("expert", event.expert),
+                        m.WrapUpStarted(
+                            call=event.call,
+                            service=event.service,
+                            reasons=list(spec.visit_reasons),
+                            deadline_in_s=max(event.until - now, 0.0),
+                        ),
+                    )
+                case ExpertChanged():
+                    await publish(
+                        address("expert", event.expert),
+                        m.ExpertState(
+                            status=event.status.value,
+                            state=event.state.value,
+                            call=event.call,
+                            reason=event.reason,
+                        ),
+                    )
+
+    def _offer_message(self, event: CallOffered, now: float) -> m.CallOffered:
+        spec = self.machine.services[event.service]
+        kiosk = self.machine.kiosks[event.kiosk]
+        return m.CallOffered(
+            call=event.call,
+            service=event.service,
+            service_name=spec.name,
+            beneficiary=event.beneficiary,
+            kiosk=m.KioskInfo(id=kiosk.id, name=kiosk.name, place=kiosk.place),
+            waited_s=round(event.waited_s, 1),
+            expires_in_s=max(event.expires_at - now, 0.0),
+            language=event.language,
+            interpreter=event.interpreter,
+            transferred_from=event.transferred_from,
+        )
+
+    async def _announce_connected(self, call: Call, now: float) -> None:
+        """Tell both parties who the other is; the expert then makes the SDP offer."""
+        assert call.expert is not None
+        expert = self.machine.expert(call.expert)
+        kiosk = self.machine.kiosks[call.kiosk]
+        media = self.config.media
+        expert_name = expert.name if expert else call.expert
+        for target, peer, initiator, user in (
+            (
+                address("kiosk", call.kiosk),
+                m.PartyInfo(role="expert", id=call.expert, name=expert_name),
+                False,
+                call.kiosk,
+            ),
+            (
+                address("expert", call.expert),
+                m.PartyInfo(role="kiosk", id=kiosk.id, name=kiosk.name, place=kiosk.place),
+                True,
+                call.expert,
+            ),
+        ):
+            servers = ice_servers(
+                media.stun_urls, media.turn_urls, media.turn_secret, user, now, media.turn_ttl_s
+            )
+            await self.bus.publish(
+                target,
+                m.CallConnected(
+                    call=call.id,
+                    service=call.service,
+                    peer=peer,
+                    ice_servers=[m.IceServer(**s) for s in servers],  # type: ignore[arg-type]
+                    media_mode=media.mode,
+                    initiator=initiator,
+                    beneficiary=call.beneficiary if initiator else "",
+                ),
+            )
+
+    async def _to_other_party(self, call_id: CallId, lost_role: str, message: m.Message) -> None:
+        call = self.machine.call(call_id)
+        if call is None:
+            return
+        if lost_role == "kiosk" and call.expert is not None:
+            await self.bus.publish(address("expert", call.expert), message)
+        elif lost_role == "expert":
+            await self.bus.publish(address("kiosk", call.kiosk), message)

@@ -1,0 +1,334 @@
+"""The WebSocket edge: one connection per client, two pumps, typed errors.
+
+Rules this module keeps:
+
+1. A connection is a reader and a writer under one TaskGroup; everything sent to the
+   client goes through one bounded queue, so replies and events keep their order.
+   A client that does not read its messages fills the queue and is closed (1013).
+2. The first message must be ``hello`` with a token, within ``hello_timeout_s``.
+3. Errors become ``error`` messages here and nowhere else; after an authentication
+   failure, a flood, or an oversized frame the connection is closed.
+4. One live connection per kiosk or expert: a newer one replaces the older (a page
+   reload), and only the loss of the live one is reported to the call control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from queueing import QueueError
+from signaling import (
+    MessageBus,
+    NotAuthenticated,
+    ProtocolError,
+    RateLimited,
+    Subscription,
+    address,
+    check_allowed,
+    decode_client,
+    encode,
+    request_id_of,
+)
+from signaling import messages as m
+
+from .auth import Authenticator, Principal
+from .config import Config
+from .desk import Desk
+from .metrics import Metrics
+
+__all__ = ["Edge"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: int
+    reason: str
+
+
+_SLOW = _Close(WSCloseCode.TRY_AGAIN_LATER, "too many unread messages")
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass(eq=False)
+class _Connection:
+    ws: web.WebSocketResponse
+    limit: int
+    metrics: Metrics
+    outbound: asyncio.Queue[str | _Close | None] = field(default_factory=asyncio.Queue)
+    principal: Principal | None = None
+    party: str | None = None
+    subscriptions: list[Subscription] = field(default_factory=list)
+    closing: bool = False
+    replaced: bool = False
+    refused: int = 0
+
+    @property
+    def role(self) -> str:
+        return self.principal.role if self.principal else "anonymous"
+
+    def deliver(self, message: m.Message) -> None:
+        if self.closing:
+            return
+        if self.outbound.qsize() >= self.limit:
+            self.closing = True
+            self.metrics.slow_consumer(self.role)
+            self.outbound.put_nowait(_SLOW)
+            return
+        self.outbound.put_nowait(encode(message))
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.outbound.put_nowait(_Close(code, reason))
+
+
+class Edge:
+    def __init__(
+        self, config: Config, desk: Desk, auth: Authenticator, bus: MessageBus, metrics: Metrics
+    ) -> None:
+        self.config = config
+        self.server = config.server
+        self.desk = desk
+        self.auth = auth
+        self.bus = bus
+        self.metrics = metrics
+        self._connections: set[_Connection] = set()
+        self._live: dict[str, _Connection] = {}
+        self.shutting_down = False
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for conn in self._connections:
+            counts[conn.role] = counts.get(conn.role, 0) + 1
+        return counts
+
+    def origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser: the token alone decides
+        if origin in self.server.allowed_origins:
+            return True
+        return urlsplit(origin).netloc == request.host
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self.origin_allowed(request):
+            raise web.HTTPForbidden(
+                text='{"code": "forbidden_origin", "reason": "this origin may not connect"}',
+                content_type="application/json",
+            )
+        ws = web.WebSocketResponse(
+            heartbeat=self.server.heartbeat_s, max_msg_size=self.server.max_frame_bytes
+        )
+        await ws.prepare(request)
+        conn = _Connection(ws, self.server.outbound_queue, self.metrics)
+        self._connections.add(conn)
+        try:
+            async with asyncio.TaskGroup() as group:
+                writer = group.create_task(self._write(conn))
+                await self._read(conn)
+                if not writer.done():
+                    conn.outbound.put_nowait(None)
+        finally:
+            self._connections.discard(conn)
+            await self._forget(conn)
+        return ws
+
+    async def close_all(self) -> None:
+        self.shutting_down = True
+        for conn in list(self._connections):
+            await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    # ------------------------------------------------------------------ pumps
+
+    async def _write(self, conn: _Connection) -> None:
+        while True:
+            item = await conn.outbound.get()
+            if item is None:
+                return
+            if isinstance(item, _Close):
+                await conn.ws.close(code=item.code, message=item.reason.encode())
+                return
+            try:
+                await conn.ws.send_str(item)
+            except ConnectionError:
+                return
+
+    async def _read(self, conn: _Connection) -> None:
+        bucket = _TokenBucket(self.server.rate_per_s, self.server.rate_burst)
+        timeout: float | None = self.server.hello_timeout_s
+        while not conn.closing:
+            try:
+                frame = await conn.ws.receive(timeout=timeout)
+            except TimeoutError:
+                self._refuse(conn, NotAuthenticated("no 'hello' received in time"), None)
+                conn.close(WSCloseCode.POLICY_VIOLATION, "hello expected")
+                return
+            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
+            if frame.type is WSMsgType.ERROR:
+                log.info("websocket error from %s: %s", conn.role, conn.ws.exception())
+                return
+            timeout = None if conn.principal else timeout
+            self.metrics.message_received(conn.role)
+            if not bucket.take():
+                self._refuse(conn, RateLimited("too many messages; slow down"), None)
+                conn.refused += 1
+                if conn.refused > self.server.rate_burst:
+                    conn.close(WSCloseCode.POLICY_VIOLATION, "message flood")
+                continue
+            if frame.type is not WSMsgType.TEXT:
+                self._refuse(conn, ProtocolError("frames are JSON text"), None)
+                continue
+            await self._handle_frame(conn, frame.data)
+            timeout = None if conn.principal else timeout
+
+    async def _handle_frame(self, conn: _Connection, data: str) -> None:
+        request_id = None
+        try:
+            message = decode_client(data)
+            request_id = getattr(message, "id", None)
+            check_allowed(conn.principal.role if conn.principal else None, _type_of(message))
+            if (
+                conn.principal
+                and time.time() > conn.principal.expires_at + self.config.auth.leeway_s
+            ):
+                raise NotAuthenticated("the token has expired; connect again with a new one")
+            reply = await self._dispatch(conn, message)
+        except (ProtocolError, QueueError) as exc:
+            self._refuse(conn, exc, request_id or request_id_of(data))
+            if isinstance(exc, NotAuthenticated):
+                conn.close(WSCloseCode.POLICY_VIOLATION, exc.reason[:100])
+            return
+        if reply is not None:
+            conn.deliver(reply)
+
+    def _refuse(
+        self, conn: _Connection, exc: ProtocolError | QueueError, request_id: str | None
+    ) -> None:
+        details: dict[str, Any] = {k: v for k, v in exc.details.items() if v is not None}
+        self.metrics.error_sent(exc.code)
+        conn.deliver(
+            m.ErrorMessage(code=exc.code, reason=exc.reason, id=request_id, details=details)
+        )
+
+    # ------------------------------------------------------------------ messages
+
+    async def _dispatch(self, conn: _Connection, message: m.Message) -> m.Message | None:
+        desk = self.desk
+        match message:
+            case m.Hello():
+                await self._hello(conn, message)
+                return None
+            case m.Ping():
+                return m.Pong(id=message.id, server_time=time.time())
+        principal = conn.principal
+        assert principal is not None
+        match message:
+            case m.CallRequest():
+                return await desk.request_call(principal, message)
+            case m.CallCancel():
+                await desk.cancel_call(principal, message.call)
+            case m.CallHangup():
+                await desk.hang_up(principal, message.call)
+            case m.CallMediaFailed():
+                await desk.media_failed(principal, message.call, message.detail)
+            case m.ExpertStatusSet():
+                await desk.set_status(principal, message.status)
+            case m.OfferAccept():
+                await desk.accept(principal, message.call)
+            case m.OfferReject():
+                await desk.reject(principal, message.call)
+            case m.WrapUpDone():
+                await desk.wrap_up(principal, message.call, message.reason)
+            case m.CallTransfer():
+                await desk.transfer(principal, message.call, message.service)
+            case m.RtcSdp() | m.RtcIce():
+                await desk.relay(principal, message)
+                return m.Ack(id=message.id) if message.id else None
+            case m.QueueSubscribe():
+                target = (
+                    "watch:*" if principal.role == "admin" else address("watch", principal.partner)
+                )
+                conn.subscriptions.append(self.bus.subscribe(target, conn.deliver))
+                conn.deliver(m.Ack(id=message.id))
+                return desk.queue_status(principal, time.time())
+        return m.Ack(id=message.id)  # type: ignore[attr-defined]
+
+    async def _hello(self, conn: _Connection, hello: m.Hello) -> None:
+        principal = await self.auth.verify(hello.token)
+        conn.principal = principal
+        party = None
+        if principal.role == "kiosk":
+            party = address("kiosk", principal.id)
+        elif principal.answers_calls:
+            party = address("expert", principal.id)
+        if party is not None:
+            previous = self._live.get(party)
+            if previous is not None:
+                previous.replaced = True
+                previous.close(4000, "replaced by a newer connection")
+            self._live[party] = conn
+            conn.party = party
+            conn.subscriptions.append(self.bus.subscribe(party, conn.deliver))
+        now = time.time()
+        expert = self.desk.machine.expert(principal.id) if principal.answers_calls else None  # type: ignore[arg-type]
+        kiosk = self.desk.machine.kiosks.get(principal.id) if principal.role == "kiosk" else None  # type: ignore[call-overload]
+        conn.deliver(
+            m.Welcome(
+                id=hello.id,
+                role=principal.role,
+                identity=principal.id,
+                name=principal.name,
+                services=self.desk.welcome_services(principal, now),
+                heartbeat_s=self.server.heartbeat_s,
+                kiosk=m.KioskInfo(id=kiosk.id, name=kiosk.name, place=kiosk.place)
+                if kiosk
+                else None,
+                status=expert.status.value if expert else None,
+                state=expert.state.value if expert else None,
+            )
+        )
+        if principal.role == "kiosk":
+            await self.desk.kiosk_connected(principal)
+        elif principal.answers_calls:
+            await self.desk.expert_connected(principal)
+
+    async def _forget(self, conn: _Connection) -> None:
+        for subscription in conn.subscriptions:
+            subscription.close()
+        if conn.party is None or conn.replaced or self._live.get(conn.party) is not conn:
+            return
+        del self._live[conn.party]
+        if not self.shutting_down and conn.principal is not None:
+            try:
+                await self.desk.party_lost(conn.principal)
+            except QueueError as exc:
+                log.warning("could not record the loss of %s: %s", conn.party, exc.reason)
+
+
+def _type_of(message: m.Message) -> str:
+    return str(type(message).__struct_config__.tag)

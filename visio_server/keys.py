@@ -1,0 +1,19 @@
+"""Typed keys of the application state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .auth import Authenticator
+from .config import Config
+from .desk import Desk
+from .edge import Edge
+from .metrics import Metrics
+
+__all__ = ["AUTH", "CONFIG", "DESK", "EDGE", "METRICS"]
+
+CONFIG = web.AppKey("config", Config)
+DESK = web.AppKey("desk", Desk)
+EDGE = web.AppKey("edge", Edge)
+AUTH = web.AppKey("auth", Authenticator)
+METRICS = web.AppKey("metrics", Metrics)

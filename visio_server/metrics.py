@@ -1,0 +1,148 @@
+"""Prometheus metrics, recorded through one object with intent-named methods.
+
+Labels are ``service``, ``role``, ``outcome``, ``result``, ``state`` and ``code``;
+never a kiosk, an expert or a beneficiary. Queue depth and experts by state are read
+from the queue at scrape time, so they can never drift from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from queueing import QueueMachine
+
+__all__ = ["Metrics"]
+
+_WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+_HANDLE_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0)
+
+
+class _QueueCollector(Collector):
+    def __init__(
+        self,
+        machine: Callable[[], QueueMachine],
+        connections: Callable[[], dict[str, int]],
+        clock: Callable[[], float],
+    ) -> None:
+        self._machine, self._connections, self._clock = machine, connections, clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        machine, now = self._machine(), self._clock()
+        waiting = GaugeMetricFamily(
+            "visio_queue_waiting_calls",
+            "Calls waiting or ringing in a service's queue.",
+            labels=["service"],
+        )
+        connected = GaugeMetricFamily(
+            "visio_queue_connected_calls", "Calls connected to an expert.", labels=["service"]
+        )
+        oldest = GaugeMetricFamily(
+            "visio_queue_oldest_wait_seconds",
+            "Wait so far of the oldest queued call.",
+            labels=["service"],
+        )
+        is_open = GaugeMetricFamily(
+            "visio_service_open",
+            "1 while the service is within its opening hours.",
+            labels=["service"],
+        )
+        experts = GaugeMetricFamily(
+            "visio_experts", "Experts answering a service, by state.", labels=["service", "state"]
+        )
+        for service in machine.services:
+            status = machine.status(service, now)
+            waiting.add_metric([service], status.waiting + status.offered)
+            connected.add_metric([service], status.connected)
+            oldest.add_metric([service], status.oldest_wait_s)
+            is_open.add_metric([service], 1.0 if status.open else 0.0)
+            for state, count in status.experts.items():
+                experts.add_metric([service, state], count)
+        conns = GaugeMetricFamily(
+            "visio_connections", "Open WebSocket connections, by role.", labels=["role"]
+        )
+        for role, count in sorted(self._connections().items()):
+            conns.add_metric([role], count)
+        yield from (waiting, connected, oldest, is_open, experts, conns)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, service_levels: Iterable[float] = ()) -> None:
+        self.registry = registry
+        buckets = sorted(set(_WAIT_BUCKETS) | set(service_levels))
+        self._wait = Histogram(
+            "visio_call_wait_seconds",
+            "Time from joining a queue to being answered or leaving it.",
+            ["service", "outcome"],
+            buckets=buckets,
+            registry=registry,
+        )
+        self._handle = Histogram(
+            "visio_call_talk_seconds",
+            "Duration of answered calls, from connection to hang-up.",
+            ["service"],
+            buckets=_HANDLE_BUCKETS,
+            registry=registry,
+        )
+        self._calls = Counter(
+            "visio_calls",
+            "Calls that left a queue, by outcome.",
+            ["service", "outcome"],
+            registry=registry,
+        )
+        self._offers = Counter(
+            "visio_offers",
+            "Offers to experts, by result.",
+            ["service", "result"],
+            registry=registry,
+        )
+        self._messages = Counter(
+            "visio_ws_messages_received",
+            "Messages received from clients.",
+            ["role"],
+            registry=registry,
+        )
+        self._errors = Counter(
+            "visio_protocol_errors", "Errors sent to clients, by code.", ["code"], registry=registry
+        )
+        self._slow = Counter(
+            "visio_slow_consumers",
+            "Connections closed because they did not read their messages.",
+            ["role"],
+            registry=registry,
+        )
+
+    def watch(
+        self,
+        machine: Callable[[], QueueMachine],
+        connections: Callable[[], dict[str, int]],
+        clock: Callable[[], float],
+    ) -> None:
+        self.registry.register(_QueueCollector(machine, connections, clock))
+
+    def call_answered(self, service: str, waited_s: float) -> None:
+        self._wait.labels(service, "answered").observe(waited_s)
+
+    def call_left(
+        self, service: str, outcome: str, waited_s: float | None, talk_s: float | None
+    ) -> None:
+        self._calls.labels(service, outcome).inc()
+        if waited_s is not None and outcome != "answered":
+            self._wait.labels(service, outcome).observe(waited_s)
+        if talk_s is not None:
+            self._handle.labels(service).observe(talk_s)
+
+    def offer_ended(self, service: str, result: str) -> None:
+        self._offers.labels(service, result).inc()
+
+    def message_received(self, role: str) -> None:
+        self._messages.labels(role).inc()
+
+    def error_sent(self, code: str) -> None:
+        self._errors.labels(code).inc()
+
+    def slow_consumer(self, role: str) -> None:
+        self._slow.labels(role).inc()
