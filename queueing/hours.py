@@ -31,7 +31,10 @@ def parse_interval(text: str) -> Interval:
     if not match:
         raise ValueError(f"opening interval {text!r} is not of the form HH:MM-HH:MM")
     h1, m1, h2, m2 = (int(g) for g in match.groups())
-    start = time(0, 0) if h1 == 24 else time(h1, m1)
+    if h1 == 24 or (h2 == 24 and m2 != 0):
+        # 24:00 only ever ends a day; 24:30 is no time, not half past midnight.
+        raise ValueError(f"opening interval {text!r} may use 24:00 only as its end")
+    start = time(h1, m1)
     end = time(0, 0) if h2 == 24 else time(h2, m2)
     if end != time(0, 0) and end <= start:
         raise ValueError(f"opening interval {text!r} ends before it starts")
