@@ -320,6 +320,8 @@ class QueueMachine:
             case "expert_lost":
                 self._requeue(call, "expert_lost", now)
             case "declined":
+                # Forget expired cooldowns, so that a restore does not re-arm them.
+                call.declined_until = {e: u for e, u in call.declined_until.items() if u > now}
                 self._touched.add(call.service)
 
     # ------------------------------------------------------------------ commands
@@ -413,11 +415,11 @@ class QueueMachine:
         was_lost = call.kiosk_lost_until is not None
         call.kiosk_lost_until = None
         self._touched.add(call.service)
+        if was_lost and call.state is CallState.CONNECTED:
+            self._emit(PartyBack(now, call.id, call.service, "kiosk", kiosk))
         self._emit(
             CallResumed(now, call.id, call.service, kiosk, call.state, call.position, call.expert)
         )
-        if was_lost and call.state is CallState.CONNECTED:
-            self._emit(PartyBack(now, call.id, call.service, "kiosk", kiosk))
 
     def _sign_in(self, cmd: ExpertSignIn, now: float) -> None:
         expert = self._experts.get(cmd.expert)
@@ -572,6 +574,19 @@ class QueueMachine:
             self._expert_lost(expert_id, now, grace)
         for kiosk_id in sorted(self._kiosk_calls):
             self._kiosk_lost(kiosk_id, now, grace)
+        # Parties lost before the restart could not come back while the server was
+        # down: they get the restart grace too, not a deadline that passed meanwhile.
+        until = now + grace
+        for call in sorted(self._calls.values(), key=lambda c: c.id):
+            if call.expert_lost_until is not None and call.expert_lost_until < until:
+                assert call.expert is not None
+                call.expert_lost_until = until
+                self._arm(until, "expert_lost", call.id)
+                self._emit(PartyLost(now, call.id, call.service, "expert", call.expert, until))
+            if call.kiosk_lost_until is not None and call.kiosk_lost_until < until:
+                call.kiosk_lost_until = until
+                self._arm(until, "kiosk_lost", call.id)
+                self._emit(PartyLost(now, call.id, call.service, "kiosk", call.kiosk, until))
 
     # ------------------------------------------------------------------ helpers
 
@@ -718,6 +733,10 @@ class QueueMachine:
         expert = self._experts[call.expert] if call.expert else None
         call.state = CallState.WAITING
         call.at_head = True
+        # The maximum wait counts afresh from the requeue (the talk was not waiting),
+        # with its own timer: the first one may already be gone.
+        call.queued_at = now
+        self._arm(now + self.services[call.service].max_wait_s, "max_wait", call.id)
         call.connected_at = None
         call.expert_lost_until = None
         call.expert = None
