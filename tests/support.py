@@ -25,7 +25,8 @@ port = 0
 rate_per_s = 200
 rate_burst = 200
 heartbeat_s = 2
-hello_timeout_s = 5
+hello_timeout_s = {hello_timeout_s}
+max_frame_bytes = 65536
 
 [auth]
 algorithms = ["HS256"]
@@ -122,6 +123,7 @@ def write_test_config(folder: Path, **overrides: Any) -> Path:
         "kiosk_grace_s": 30,
         "expert_grace_s": 2,
         "offer_timeout_s": 20,
+        "hello_timeout_s": 5,
         **overrides,
     }
     path = folder / "config.toml"

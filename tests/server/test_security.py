@@ -1,0 +1,215 @@
+"""Authorisation and hostile input over real WebSockets: typed errors or a clean close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+
+from tests.support import RunningServer, WsClient, start_server, write_test_config
+
+Connect = Callable[..., Awaitable[WsClient]]
+EXPERT_CAF = {"services": ["caf"], "name": "Camille Expert", "partner": "caf"}
+
+
+async def connected_call(connect: Connect) -> tuple[WsClient, WsClient, str]:
+    expert = await connect("expert", "expert-1", **EXPERT_CAF)
+    await expert.request({"type": "expert.status", "status": "available"})
+    kiosk = await connect("kiosk", "kiosk-1")
+    queued = await kiosk.request(
+        {"type": "call.request", "service": "caf", "beneficiary": "7654321"}
+    )
+    call = queued["call"]
+    await expert.expect("call.offered", call=call)
+    await expert.request({"type": "offer.accept", "call": call})
+    await kiosk.expect("call.connected")
+    await expert.expect("call.connected")
+    return kiosk, expert, call
+
+
+async def nothing_of_type(client: WsClient, kind: str, wait_s: float = 0.5) -> bool:
+    try:
+        await client.expect(kind, timeout=wait_s)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_kiosk_cannot_send_sdp_outside_its_own_call(connect: Connect) -> None:
+    _kiosk, expert, call = await connected_call(connect)
+    intruder = await connect("kiosk", "kiosk-2")
+    reply = await intruder.request(
+        {"type": "rtc.sdp", "call": call, "description": {"type": "offer", "sdp": "v=0"}}
+    )
+    assert reply["type"] == "error" and reply["code"] == "not_your_call"
+    assert await nothing_of_type(expert, "rtc.sdp")
+
+
+async def test_sdp_before_the_call_is_connected_is_refused(connect: Connect) -> None:
+    kiosk = await connect("kiosk", "kiosk-1")
+    await connect("expert", "expert-1", **EXPERT_CAF)
+    queued = await kiosk.request(
+        {"type": "call.request", "service": "caf", "beneficiary": "1111111"}
+    )
+    reply = await kiosk.request({"type": "rtc.ice", "call": queued["call"], "candidate": None})
+    assert reply["code"] == "not_in_call"
+
+
+async def test_expert_never_receives_another_services_offer(connect: Connect) -> None:
+    cpam_expert = await connect("expert", "expert-2", services=["cpam"], partner="cpam")
+    await cpam_expert.request({"type": "expert.status", "status": "available"})
+    caf_expert = await connect("expert", "expert-1", **EXPERT_CAF)
+    await caf_expert.request({"type": "expert.status", "status": "available"})
+    kiosk = await connect("kiosk", "kiosk-1")
+    queued = await kiosk.request(
+        {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
+    )
+    assert (await caf_expert.expect("call.offered"))["call"] == queued["call"]
+    assert await nothing_of_type(cpam_expert, "call.offered")
+
+
+async def test_kiosk_may_not_call_a_service_outside_its_catalogue(connect: Connect) -> None:
+    await connect("expert", "expert-1", **EXPERT_CAF)
+    kiosk = await connect("kiosk", "kiosk-2")
+    reply = await kiosk.request({"type": "call.request", "service": "france-travail"})
+    assert reply["code"] == "service_not_offered"
+
+
+async def test_kiosk_may_not_act_as_an_expert(connect: Connect) -> None:
+    kiosk = await connect("kiosk", "kiosk-1")
+    reply = await kiosk.request({"type": "expert.status", "status": "available"})
+    assert reply["code"] == "forbidden"
+    assert (await kiosk.request({"type": "ping"}))["type"] == "pong"
+
+
+def forged(secret: str, **claims: object) -> str:
+    payload = {"sub": "kiosk-1", "role": "kiosk", "exp": int(time.time()) + 600, **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def unsigned(**claims: object) -> str:
+    payload = {"sub": "admin-1", "role": "admin", "exp": int(time.time()) + 600, **claims}
+    return jwt.encode(payload, None, algorithm="none")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("token_of", "words"),
+    [
+        (lambda s: "not-a-jwt", "not a JWT"),
+        (lambda s: unsigned(), "algorithm 'none' is not allowed"),
+        (lambda s: forged("another-secret-of-at-least-32-bytes!!"), "not valid"),
+        (lambda s: s.token("kiosk", "kiosk-1", exp=int(time.time()) - 3600), "expired"),
+        (lambda s: s.token("kiosk", "no-such-kiosk"), "not configured"),
+        (lambda s: forged(s.config.auth.hs256_secret, role="pirate"), "unknown role"),
+    ],
+    ids=["garbage", "alg-none", "wrong-secret", "expired", "unknown-kiosk", "unknown-role"],
+)
+async def test_bad_tokens_are_refused_and_the_connection_closed(
+    server: RunningServer, token_of: Callable[[RunningServer], str], words: str
+) -> None:
+    client = await WsClient.connect(server.ws_url)
+    try:
+        reply = await client.hello(token_of(server))
+        assert reply["type"] == "error" and reply["code"] == "not_authenticated"
+        assert words in reply["reason"]
+        assert await client.wait_closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
+    finally:
+        await client.close()
+
+
+async def test_messages_before_hello_are_refused(server: RunningServer) -> None:
+    client = await WsClient.connect(server.ws_url)
+    try:
+        reply = await client.request({"type": "call.request", "service": "caf"})
+        assert reply["code"] == "not_authenticated"
+        assert await client.wait_closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
+    finally:
+        await client.close()
+
+
+async def test_silent_client_is_closed_after_the_hello_timeout(tmp_path: Path) -> None:
+    running = await start_server(write_test_config(tmp_path, hello_timeout_s=0.3))
+    client = await WsClient.connect(running.ws_url)
+    try:
+        error = await client.expect("error")
+        assert error["code"] == "not_authenticated"
+        assert await client.wait_closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
+    finally:
+        await client.close()
+        await running.stop()
+
+
+async def test_malformed_and_unknown_messages_get_typed_errors(connect: Connect) -> None:
+    kiosk = await connect("kiosk", "kiosk-1")
+    await kiosk.send({"type": "call.request", "id": "r1", "service": "caf", "colour": "red"})
+    error = await kiosk.expect("error")
+    assert error["code"] == "malformed_message" and error["id"] == "r1"
+    assert "colour" in error["reason"]
+    await kiosk.ws.send_str("{not json")
+    assert (await kiosk.expect("error"))["code"] == "malformed_message"
+    await kiosk.ws.send_str("[1, 2]")
+    assert (await kiosk.expect("error"))["code"] == "malformed_message"
+    unknown = await kiosk.request({"type": "teleport", "where": "home"})
+    assert unknown["code"] == "unknown_type" and unknown["type"] == "error"
+    await kiosk.ws.send_bytes(b"\x00\x01")
+    assert (await kiosk.expect("error"))["code"] == "protocol_error"
+    assert (await kiosk.request({"type": "ping"}))["type"] == "pong"
+
+
+async def test_oversized_frame_closes_the_connection(
+    connect: Connect, server: RunningServer
+) -> None:
+    kiosk = await connect("kiosk", "kiosk-1")
+    await kiosk.ws.send_str(json.dumps({"type": "ping", "id": "x" * 70_000}))
+    assert await kiosk.wait_closed() == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    other = await connect("kiosk", "kiosk-2")
+    assert (await other.request({"type": "ping"}))["type"] == "pong"
+
+
+async def test_flood_is_rate_limited_then_closed_and_server_unharmed(
+    connect: Connect, server: RunningServer
+) -> None:
+    flooder = await connect("kiosk", "kiosk-1")
+    for index in range(1_000):
+        await flooder.send({"type": "ping", "id": f"f{index}"})
+    code = await flooder.wait_closed(timeout=10)
+    assert code == aiohttp.WSCloseCode.POLICY_VIOLATION
+    refused = 0
+    while not flooder.events.empty():
+        event = flooder.events.get_nowait()
+        refused += event.get("code") == "rate_limited"
+    assert refused > 0
+    healthy = await connect("kiosk", "kiosk-2")
+    assert (await healthy.request({"type": "ping"}))["type"] == "pong"
+
+
+async def test_foreign_origin_is_refused_before_upgrade(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(server.ws_url, headers={"Origin": "https://evil.example"})
+        assert refused.value.status == 403
+        own = server.url
+        async with session.ws_connect(server.ws_url, headers={"Origin": own}) as ws:
+            await ws.send_json({"type": "ping", "id": "1"})
+            reply = await asyncio.wait_for(ws.receive_json(), 5)
+            assert reply["code"] == "not_authenticated"
+
+
+async def test_a_newer_kiosk_connection_replaces_the_older_and_keeps_the_call(
+    connect: Connect,
+) -> None:
+    await connect("expert", "expert-1", **EXPERT_CAF)
+    first = await connect("kiosk", "kiosk-1")
+    queued = await first.request(
+        {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
+    )
+    second = await connect("kiosk", "kiosk-1")
+    resumed = await second.expect("call.resumed")
+    assert resumed["call"] == queued["call"] and resumed["position"] == 1
+    assert await first.wait_closed() == 4000
