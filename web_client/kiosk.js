@@ -19,7 +19,7 @@ const NUMBER_IDLE_MS = 120_000;
 // After a reconnection the server sends call.resumed at once if the call still
 // exists; silence past this delay means the call is gone.
 const RESUME_WAIT_MS = 5_000;
-const ENDED_OUTCOMES = new Set(["answered", "abandoned", "timed_out", "no_expert", "closed", "full", "failed"]);
+const ENDED_OUTCOMES = new Set(["answered", "timed_out", "no_expert", "closed", "full", "failed"]);
 const REQUEST_ERRORS = new Set([
   "service_closed", "queue_full", "no_expert", "invalid_beneficiary", "call_in_progress",
   "service_unavailable", "disconnected",
@@ -278,9 +278,14 @@ async function hangUp() {
   callEnded({ call, outcome: "answered" });
 }
 
-// call.ended may arrive before or after the hangup reply; the first one wins.
+// call.ended may arrive before or after the hangup or cancel reply; the first
+// one wins. Leaving the queue is the visitor's own choice: no thank-you screen.
 function callEnded(message) {
   if (message.call !== model.call) return;
+  if (message.outcome === "abandoned") {
+    goHome((t) => t.t("home.left_queue"));
+    return;
+  }
   closeMedia();
   setCall(null);
   model.outcome = ENDED_OUTCOMES.has(message.outcome) ? message.outcome : "other";
@@ -348,6 +353,12 @@ function wireEvents() {
   signaling.on("refused", () => askForToken(storedToken() ? (t) => t.t("provisioning.refused") : null));
   signaling.on("connection", ({ online }) => {
     byId("connection-banner").hidden = online;
+  });
+  signaling.on("replaced", () => {
+    const banner = byId("connection-banner");
+    banner.dataset.i18n = "connection.replaced";
+    banner.textContent = tr.t("connection.replaced");
+    banner.hidden = false;
   });
   signaling.on("call.position", positionChanged);
   signaling.on("call.connected", connected);

@@ -9,6 +9,10 @@ const REQUEST_TIMEOUT_MS = 15_000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15_000;
 
+// The server closes an older connection of the same kiosk or expert with this
+// code when a newer one says hello: reconnecting would only fight the newer one.
+const REPLACED_CLOSE_CODE = 4000;
+
 // Close codes by which the server says "this token is not welcome" rather than
 // "something broke": 1008 is the standard policy-violation code, 4000-4999 are
 // application codes.
@@ -48,7 +52,8 @@ export class SignalingClient {
   }
 
   // Register a handler for a server message type, or for the lifecycle events
-  // "connection" ({online}) and "refused" ({code, reason}); "*" sees every message.
+  // "connection" ({online}), "refused" ({code, reason}) and "replaced" (the same
+  // token connected elsewhere; this client stops); "*" sees every message.
   on(type, handler) {
     if (!this.handlers.has(type)) this.handlers.set(type, new Set());
     this.handlers.get(type).add(handler);
@@ -164,6 +169,11 @@ export class SignalingClient {
     this.failPending();
     if (wasWelcomed) this.emit("connection", { online: false });
     if (this.stopped) return;
+    if (wasWelcomed && event.code === REPLACED_CLOSE_CODE) {
+      this.stopped = true;
+      this.emit("replaced", {});
+      return;
+    }
     if (!wasWelcomed && isRefusalCloseCode(event.code)) {
       this.refuse("not_authenticated", event.reason || `closed with code ${event.code}`);
       return;

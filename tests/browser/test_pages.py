@@ -1,0 +1,257 @@
+"""The three web pages, driven in headless Chromium against the real server.
+
+Each party (kiosk, expert, admin) gets its own browser context, as it would be
+a different machine. Media come from Chromium's fake camera and microphone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+BENEFICIARY = "1234567"
+MEDIA_TIMEOUT_S = 30
+BLOCKING_IMPACTS = {"serious", "critical"}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+class Party:
+    """One page in its own browser context, with the errors it threw or logged."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", self.keep_error)
+
+    def keep_error(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    async def state_is(self, state: str, timeout: float = 10_000) -> None:
+        await self.page.wait_for_function(
+            "state => window.visio && window.visio.state === state", arg=state, timeout=timeout
+        )
+
+    async def media_flows(self) -> dict[str, int]:
+        """Wait until remote video frames are decoded and audio packets arrive."""
+        deadline = time.monotonic() + MEDIA_TIMEOUT_S
+        while True:
+            stats: dict[str, int] = await self.page.evaluate("window.visio.stats()")
+            if stats["framesDecoded"] > 0 and stats["audioPacketsReceived"] > 0:
+                return stats
+            assert time.monotonic() < deadline, f"no media after {MEDIA_TIMEOUT_S} s: {stats}"
+            await asyncio.sleep(0.25)
+
+
+async def open_party(browser: Browser, url: str, token: str | None) -> Party:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    if token is not None:
+        await context.add_init_script(f"localStorage.setItem('visio.token', {json.dumps(token)})")
+    party = Party(await context.new_page())
+    await party.page.goto(url)
+    return party
+
+
+async def open_kiosk(browser: Browser, server: Any) -> Party:
+    return await open_party(browser, f"{server.url}/kiosk", server.token("kiosk", "kiosk-1"))
+
+
+async def open_expert(browser: Browser, server: Any) -> Party:
+    token = server.token(
+        "expert", "expert-1", services=["caf"], name="Camille Expert", partner="caf"
+    )
+    expert = await open_party(browser, f"{server.url}/expert", token)
+    # The status buttons appear with the welcome: the expert is signed in (on break),
+    # so a call to its service waits in the queue instead of being refused.
+    await expect(expert.page.get_by_test_id("status-available")).to_be_visible()
+    return expert
+
+
+async def open_admin(browser: Browser, server: Any) -> Party:
+    return await open_party(browser, f"{server.url}/admin", server.token("admin", "admin-1"))
+
+
+async def queue_a_call(kiosk: Party) -> None:
+    page = kiosk.page
+    await page.get_by_test_id("service-caf").click()
+    await kiosk.state_is("number")
+    await page.get_by_test_id("beneficiary-input").fill(BENEFICIARY)
+    await page.get_by_test_id("call-button").click()
+    await kiosk.state_is("waiting")
+
+
+async def assert_accessible(party: Party, where: str) -> None:
+    results = await Axe().run(party.page)
+    blocking = [v for v in results.response["violations"] if v["impact"] in BLOCKING_IMPACTS]
+    assert not blocking, f"{where}:\n{results.generate_report()}"
+
+
+def assert_no_page_errors(*parties: Party) -> None:
+    for party in parties:
+        assert not party.errors, party.errors
+
+
+async def test_call_from_kiosk_to_expert_with_media_and_wrap_up(
+    browser: Browser, server: Any
+) -> None:
+    expert = await open_expert(browser, server)
+    kiosk = await open_kiosk(browser, server)
+
+    await queue_a_call(kiosk)
+    await expect(kiosk.page.get_by_test_id("position")).to_have_text(re.compile(r"1er"))
+    await expect(kiosk.page.get_by_test_id("wait-range")).not_to_be_empty()
+
+    await expert.page.get_by_test_id("status-available").click()
+    await expert.state_is("offered")
+    ring = expert.page.locator("[data-screen=offered]")
+    await expect(ring).to_contain_text(BENEFICIARY)
+    await expect(expert.page.locator("#offer-kiosk")).not_to_be_empty()
+    await expect(expert.page.locator("#offer-countdown")).to_have_text(re.compile(r"\d+ s"))
+    offered_call = await expert.page.evaluate("window.visio.call")
+    assert offered_call == await kiosk.page.evaluate("window.visio.call")
+
+    await expert.page.get_by_test_id("accept-button").click()
+    await expert.state_is("in_call")
+    await kiosk.state_is("in_call")
+    await expect(kiosk.page.locator("#call-peer")).to_contain_text("Camille Expert")
+
+    kiosk_stats = await kiosk.media_flows()
+    expert_stats = await expert.media_flows()
+    assert kiosk_stats["framesDecoded"] > 0 and kiosk_stats["audioPacketsReceived"] > 0
+    assert expert_stats["framesDecoded"] > 0 and expert_stats["audioPacketsReceived"] > 0
+
+    await expert.page.get_by_test_id("hangup-button").click()
+    await expert.state_is("wrap_up")
+    await kiosk.state_is("ended")
+    assert await kiosk.page.evaluate("window.visio.call") is None
+
+    await expert.page.get_by_test_id("wrapup-reason-0").check()
+    await expert.page.get_by_test_id("wrapup-submit").click()
+    await expert.state_is("idle")
+    assert await expert.page.evaluate("window.visio.call") is None
+    assert await expert.page.evaluate("window.visio.stats()") == {
+        "framesDecoded": 0,
+        "audioPacketsReceived": 0,
+    }
+    assert_no_page_errors(kiosk, expert)
+
+
+async def test_pages_have_no_serious_accessibility_violation(browser: Browser, server: Any) -> None:
+    expert = await open_expert(browser, server)
+    await assert_accessible(expert, "expert console")
+
+    kiosk = await open_kiosk(browser, server)
+    await expect(kiosk.page.get_by_test_id("service-caf")).to_be_visible()
+    await assert_accessible(kiosk, "kiosk home")
+    await kiosk.page.get_by_test_id("service-caf").click()
+    await kiosk.state_is("number")
+    await assert_accessible(kiosk, "kiosk number entry")
+    await kiosk.page.get_by_test_id("beneficiary-input").fill(BENEFICIARY)
+    await kiosk.page.get_by_test_id("call-button").click()
+    await kiosk.state_is("waiting")
+    await assert_accessible(kiosk, "kiosk waiting")
+
+    await expert.page.get_by_test_id("status-available").click()
+    await expert.state_is("offered")
+    await assert_accessible(expert, "expert ring panel")
+
+    admin = await open_admin(browser, server)
+    await expect(admin.page.get_by_test_id("queue-row-caf")).to_be_visible()
+    await assert_accessible(admin, "admin page")
+    assert_no_page_errors(kiosk, expert, admin)
+
+
+async def test_admin_sees_the_waiting_call_live(browser: Browser, server: Any) -> None:
+    await open_expert(browser, server)
+    admin = await open_admin(browser, server)
+    await admin.state_is("live")
+    row = admin.page.get_by_test_id("queue-row-caf")
+    await expect(row.locator("td.waiting")).to_have_text("0")
+
+    kiosk = await open_kiosk(browser, server)
+    await queue_a_call(kiosk)
+
+    await expect(row.locator("td.waiting")).to_have_text("1")
+    oldest = row.locator("td.oldest")
+    await expect(oldest).to_have_text(re.compile(r"^\d\d:\d\d$"))
+    # Between two pushes the oldest wait keeps counting on the page.
+    await expect(oldest).not_to_have_text("00:00", timeout=5_000)
+
+    await kiosk.page.get_by_test_id("cancel-button").click()
+    await kiosk.state_is("home")
+    await expect(row.locator("td.waiting")).to_have_text("0")
+    assert_no_page_errors(kiosk, admin)
+
+
+async def test_kiosk_in_english(browser: Browser, server: Any) -> None:
+    await open_expert(browser, server)
+    kiosk = await open_kiosk(browser, server)
+    page = kiosk.page
+    language = page.get_by_test_id("language-button")
+    await expect(language).to_have_text("English")
+
+    await language.click()
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Talk to an adviser by video")
+    await expect(language).to_have_text("Français")
+
+    await queue_a_call(kiosk)
+    await expect(page.get_by_test_id("position")).to_have_text("You are 1st in the queue")
+    await expect(page.get_by_test_id("wait-range")).not_to_be_empty()
+    await expect(page.get_by_test_id("cancel-button")).to_have_text("Leave the queue")
+
+    # Leaving the queue hands the kiosk to the next visitor, in French.
+    await page.get_by_test_id("cancel-button").click()
+    await kiosk.state_is("home")
+    await expect(page.locator("html")).to_have_attribute("lang", "fr")
+    assert_no_page_errors(kiosk)
+
+
+async def test_kiosk_asks_for_a_token_until_it_has_a_good_one(
+    browser: Browser, server: Any
+) -> None:
+    kiosk = await open_party(browser, f"{server.url}/kiosk", None)
+    page = kiosk.page
+    await kiosk.state_is("provisioning")
+
+    await page.get_by_test_id("token-input").fill("not-a-token")
+    await page.get_by_test_id("token-save").click()
+    await kiosk.state_is("provisioning")
+    await expect(page.locator("[data-role=token-error]")).to_contain_text("refusé")
+
+    await page.get_by_test_id("token-input").fill(server.token("kiosk", "kiosk-1"))
+    await page.get_by_test_id("token-save").click()
+    await expect(page.get_by_test_id("service-caf")).to_be_visible()
+    await kiosk.state_is("home")
+    assert_no_page_errors(kiosk)

@@ -1,0 +1,407 @@
+// The expert's console: status, incoming calls, the call itself, wrap-up.
+//
+// The server owns the expert's state; this page shows what `expert.state` says
+// and uses the richer events (offer, connection, wrap-up) for the details.
+
+import { SignalingClient } from "/static/signaling.js";
+import { CallMedia, rememberIceServers, rememberedIceServers } from "/static/rtc.js";
+import { bindTokenForm, showTokenError, storedToken } from "/static/token.js";
+import { exposePageState } from "/static/page-state.js";
+import { announce, byId, h, showScreen } from "/static/dom.js";
+import { clock, countdown } from "/static/format.js";
+import { RingTone } from "/static/ringtone.js";
+
+const EXPERT_ROLES = new Set(["expert", "interpreter"]);
+const PAGE_TITLE = document.title;
+const RING_TITLE = "Appel entrant — Visio-guichet";
+
+const STATUS_WORDS = {
+  available: "Disponible",
+  break: "En pause",
+  logged_out: "Déconnecté",
+};
+const STATE_WORDS = {
+  idle: "en attente d'un appel",
+  offered: "appel entrant",
+  in_call: "en communication",
+  wrap_up: "fin d'appel",
+  disconnected: "hors ligne",
+};
+const REASON_WORDS = {
+  offer_timeout: "Vous avez été mis en pause : un appel proposé n'a pas reçu de réponse à temps.",
+};
+const WITHDRAWN_WORDS = {
+  timeout: "L'appel proposé n'a pas été pris à temps.",
+  taken: "L'appel a été pris par un autre conseiller.",
+  cancelled: "L'usager a quitté la file.",
+  declined: "Appel refusé.",
+  status: "L'appel proposé a été retiré après votre changement de statut.",
+  expert_lost: "L'appel proposé a été retiré : votre connexion a été perdue.",
+};
+const MEDIA_WORDS = {
+  connecting: "Connexion de la vidéo…",
+  connected: "Vidéo établie.",
+  unstable: "Connexion instable…",
+  failed: "La vidéo n'a pas pu être établie.",
+  no_camera: "Votre caméra ou votre micro ne fonctionne pas : l'usager ne vous voit pas.",
+};
+const LANGUAGE_NAMES = { fr: "français", en: "anglais" };
+
+const signaling = new SignalingClient({ getToken: storedToken, getLanguage: () => "fr" });
+const ring = new RingTone();
+let media = null;
+const visio = exposePageState({ state: "idle", signaling, currentMedia: () => media });
+
+let services = [];
+let status = "break";
+let offer = null;
+let currentService = null;
+let stopTimers = () => {};
+// Set by a welcome saying "in_call" while this page has no media: it was
+// reloaded during a call, and the expert.state that follows names the call.
+let resumeExpected = false;
+
+// ---------------------------------------------------------------------------
+// Screens and status
+
+function go(state, focusTarget) {
+  stopTimers();
+  stopTimers = () => {};
+  if (state !== "offered") stopRinging();
+  visio.state = state;
+  showScreen(state, focusTarget);
+}
+
+function setCall(call) {
+  visio.call = call;
+}
+
+function showStatus(newStatus, state, reason = "") {
+  status = newStatus;
+  for (const button of document.querySelectorAll("[data-status]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.status === status));
+  }
+  byId("state-text").textContent = `${STATUS_WORDS[status] || status} — ${STATE_WORDS[state] || state}`;
+  if (reason in REASON_WORDS) notify(REASON_WORDS[reason]);
+  byId("idle-help").textContent =
+    status === "available"
+      ? "Les appels vous seront proposés ici."
+      : "Vous ne recevez pas d'appel. Choisissez « Disponible » pour en recevoir.";
+}
+
+function notify(text) {
+  byId("state-notice").textContent = text;
+}
+
+async function setStatus(newStatus) {
+  ring.unlock();
+  notify("");
+  try {
+    await signaling.request("expert.status", { status: newStatus });
+  } catch (error) {
+    notify(`Statut non modifié : ${error.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Offers
+
+function offered(message) {
+  offer = message;
+  setCall(message.call);
+  byId("offer-service").textContent = message.service_name || message.service;
+  byId("offer-beneficiary").textContent = message.beneficiary || "non renseigné";
+  byId("offer-kiosk").textContent = [message.kiosk.name, message.kiosk.place].filter(Boolean).join(" — ");
+  byId("offer-language").textContent = LANGUAGE_NAMES[message.language] || message.language || "français";
+  byId("offer-interpreter").textContent = message.interpreter ? "demandé" : "non";
+  const from = message.transferred_from;
+  byId("offer-transferred").textContent = from ? serviceName(from) : "";
+  byId("offer-transferred").hidden = !from;
+  byId("offer-transferred-term").hidden = !from;
+  notify("");
+  go("offered", byId("ring-title"));
+  startRinging();
+  announce(`Appel entrant : ${message.service_name}, ${message.kiosk.name}`);
+
+  const waitedSince = performance.now() - message.waited_s * 1000;
+  const progress = byId("offer-progress");
+  const stopCountdown = countdown(message.expires_in_s, (left) => {
+    byId("offer-countdown").textContent = `Répondre dans ${Math.ceil(left)} s`;
+    progress.value = message.expires_in_s > 0 ? left / message.expires_in_s : 0;
+    byId("offer-waited").textContent = clock((performance.now() - waitedSince) / 1000);
+  });
+  stopTimers = stopCountdown;
+}
+
+function startRinging() {
+  ring.start();
+  document.body.classList.add("ringing");
+  document.title = RING_TITLE;
+}
+
+function stopRinging() {
+  ring.stop();
+  document.body.classList.remove("ringing");
+  document.title = PAGE_TITLE;
+}
+
+async function answerOffer(accept) {
+  if (!offer) return;
+  const call = offer.call;
+  stopRinging();
+  try {
+    await signaling.request(accept ? "offer.accept" : "offer.reject", { call });
+  } catch (error) {
+    notify(`Impossible de ${accept ? "prendre" : "refuser"} l'appel : ${error.message}`);
+    if (offer && offer.call === call) backToIdle();
+    return;
+  }
+  if (!accept && offer && offer.call === call) backToIdle();
+}
+
+function withdrawn(message) {
+  if (!offer || message.call !== offer.call || visio.state !== "offered") return;
+  notify(WITHDRAWN_WORDS[message.reason] || "L'appel proposé a été retiré.");
+  backToIdle();
+}
+
+function backToIdle() {
+  offer = null;
+  closeMedia();
+  setCall(null);
+  if (visio.state !== "idle") go("idle");
+}
+
+// ---------------------------------------------------------------------------
+// The call
+
+function serviceName(id) {
+  const known = services.find((service) => service.id === id);
+  return known ? known.name : id;
+}
+
+function connected(message) {
+  setCall(message.call);
+  currentService = message.service;
+  const peer = message.peer;
+  const place = peer.place ? ` (${peer.place})` : "";
+  byId("call-title").textContent = `En communication avec ${peer.name}${place}`;
+  const beneficiary = message.beneficiary || (offer && offer.beneficiary) || "";
+  byId("call-details").textContent =
+    `Service : ${serviceName(message.service)}` + (beneficiary ? ` — N° bénéficiaire : ${beneficiary}` : "");
+  fillTransferTargets(message.service);
+  offer = null;
+  rememberIceServers(message.call, message.ice_servers);
+  go("in_call", byId("hangup-button"));
+  startMedia({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
+}
+
+function fillTransferTargets(excluded) {
+  const targets = services.filter((service) => service.id !== excluded);
+  byId("transfer-form").hidden = targets.length === 0;
+  byId("transfer-service").replaceChildren(
+    ...targets.map((service) => h("option", { value: service.id }, `${service.name}${service.open ? "" : " (fermé)"}`)),
+  );
+}
+
+function startMedia({ call, iceServers, initiator, resuming = false }) {
+  closeMedia();
+  media = new CallMedia({
+    signaling,
+    call,
+    iceServers,
+    localVideo: byId("local-video"),
+    remoteVideo: byId("remote-video"),
+    onStatus: (mediaStatus) => {
+      byId("call-status").textContent = MEDIA_WORDS[mediaStatus] || "";
+    },
+  });
+  const started = resuming ? media.resume() : media.start({ initiator });
+  started.catch((error) => console.error("media did not start", error));
+}
+
+function closeMedia() {
+  if (media) media.close();
+  media = null;
+}
+
+function peerStateChanged(message) {
+  if (message.call !== visio.call || visio.state !== "in_call") return;
+  const text =
+    message.state === "lost"
+      ? "La connexion de la borne est perdue, veuillez patienter."
+      : "La borne est de retour.";
+  byId("call-status").textContent = text;
+  announce(text);
+}
+
+async function hangUp() {
+  const call = visio.call;
+  if (!call) return;
+  try {
+    await signaling.request("call.hangup", { call });
+  } catch (error) {
+    notify(`Raccrocher a échoué : ${error.message}`);
+    return;
+  }
+  // wrapup.started follows; until then the call is simply over.
+  if (visio.state === "in_call" && visio.call === call) backToIdle();
+}
+
+async function transfer(event) {
+  event.preventDefault();
+  const call = visio.call;
+  const target = byId("transfer-service").value;
+  if (!call || !target) return;
+  try {
+    await signaling.request("call.transfer", { call, service: target });
+  } catch (error) {
+    notify(`Transfert impossible : ${error.message}`);
+    return;
+  }
+  notify(`Appel transféré vers ${serviceName(target)}.`);
+  if (visio.state === "in_call" && visio.call === call) backToIdle();
+}
+
+function callEnded(message) {
+  if (message.call !== visio.call || visio.state === "wrap_up") return;
+  backToIdle();
+}
+
+// ---------------------------------------------------------------------------
+// Wrap-up
+
+function wrapUpStarted(message) {
+  closeMedia();
+  setCall(message.call);
+  byId("wrapup-title").textContent = `Fin d'appel — ${serviceName(message.service)}`;
+  byId("wrapup-error").textContent = "";
+  byId("wrapup-reasons").replaceChildren(
+    ...message.reasons.map((reason, index) =>
+      h(
+        "p",
+        { class: "reason" },
+        h("input", {
+          type: "radio",
+          name: "reason",
+          id: `wrapup-reason-${index}`,
+          value: reason,
+          "data-testid": `wrapup-reason-${index}`,
+        }),
+        h("label", { for: `wrapup-reason-${index}` }, reason),
+      ),
+    ),
+  );
+  go("wrap_up", byId("wrapup-title"));
+  stopTimers = countdown(message.deadline_in_s, (left) => {
+    byId("wrapup-deadline").textContent = `Temps restant : ${clock(left)}`;
+  });
+}
+
+async function finishWrapUp(event) {
+  event.preventDefault();
+  const chosen = byId("wrapup-form").querySelector("input[name=reason]:checked");
+  if (!chosen) {
+    byId("wrapup-error").textContent = "Choisissez un motif.";
+    byId("wrapup-reasons").querySelector("input").focus();
+    return;
+  }
+  const call = visio.call;
+  try {
+    await signaling.request("wrapup.done", { call, reason: chosen.value });
+  } catch (error) {
+    byId("wrapup-error").textContent = `Motif non enregistré : ${error.message}`;
+    return;
+  }
+  if (visio.state === "wrap_up" && visio.call === call) backToIdle();
+}
+
+// ---------------------------------------------------------------------------
+// Server state, connection and provisioning
+
+function expertStateChanged(message) {
+  showStatus(message.status, message.state, message.reason);
+  if (message.state === "idle" || message.state === "disconnected") {
+    if (visio.state !== "idle") backToIdle();
+  } else if (message.state === "in_call" && message.call && resumeExpected && !media) {
+    resumeCall(message.call);
+  }
+  resumeExpected = false;
+}
+
+// This page was reloaded during a call: the kiosk still has its side of the
+// media, so offer it a new connection.
+function resumeCall(call) {
+  setCall(call);
+  byId("call-title").textContent = "En communication";
+  byId("call-details").textContent = "";
+  fillTransferTargets(currentService);
+  go("in_call", byId("hangup-button"));
+  startMedia({ call, iceServers: rememberedIceServers(call), resuming: true });
+}
+
+function welcomed(welcome) {
+  if (!EXPERT_ROLES.has(welcome.role)) {
+    signaling.stop();
+    askForToken("Ce jeton n'est pas celui d'un poste de conseiller.");
+    return;
+  }
+  services = welcome.services;
+  const serviceNames = services.map((service) => service.name).join(", ");
+  byId("identity").textContent = serviceNames ? `${welcome.name} — ${serviceNames}` : welcome.name;
+  byId("status-bar").hidden = false;
+  byId("state-line").hidden = false;
+  showStatus(welcome.status || "break", welcome.state || "idle");
+  resumeExpected = welcome.state === "in_call" && !media;
+  if (visio.state === "provisioning") go("idle");
+}
+
+function askForToken(message) {
+  closeMedia();
+  setCall(null);
+  byId("status-bar").hidden = true;
+  byId("state-line").hidden = true;
+  go("provisioning", byId("token-input"));
+  showTokenError(byId("token-form"), message);
+}
+
+function wireEvents() {
+  signaling.on("welcome", welcomed);
+  signaling.on("refused", () =>
+    askForToken(storedToken() ? "Ce jeton a été refusé. Collez un nouveau jeton." : ""),
+  );
+  signaling.on("connection", ({ online }) => {
+    byId("connection-banner").hidden = online;
+  });
+  signaling.on("replaced", () => {
+    byId("connection-banner").textContent =
+      "Cette console a été ouverte ailleurs avec le même jeton. Rechargez la page pour la reprendre ici.";
+    byId("connection-banner").hidden = false;
+  });
+  signaling.on("expert.state", expertStateChanged);
+  signaling.on("call.offered", offered);
+  signaling.on("offer.withdrawn", withdrawn);
+  signaling.on("call.connected", connected);
+  signaling.on("call.peer_state", peerStateChanged);
+  signaling.on("call.ended", callEnded);
+  signaling.on("wrapup.started", wrapUpStarted);
+
+  for (const button of document.querySelectorAll("[data-status]")) {
+    button.addEventListener("click", () => setStatus(button.dataset.status));
+  }
+  byId("accept-button").addEventListener("click", () => answerOffer(true));
+  byId("reject-button").addEventListener("click", () => answerOffer(false));
+  byId("hangup-button").addEventListener("click", hangUp);
+  byId("transfer-form").addEventListener("submit", transfer);
+  byId("wrapup-form").addEventListener("submit", finishWrapUp);
+  bindTokenForm(byId("token-form"), {
+    emptyMessage: () => "Le jeton est vide.",
+    onSaved: () => {
+      go("idle");
+      signaling.start();
+    },
+  });
+}
+
+wireEvents();
+signaling.start();
