@@ -213,3 +213,7 @@ _STATE_LABELS = (
 def _mmss(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
