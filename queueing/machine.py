@@ -548,6 +548,10 @@ class QueueMachine:
                 f"{target.name} is closed now",
                 next_opening=target.hours.next_opening(now),
             )
+        if len(self._queues[target.id]) >= target.max_waiting:
+            raise QueueError("queue_full", f"too many people are waiting for {target.name}")
+        if not self._anyone_signed_in(target.id):
+            raise QueueError("no_expert", f"no expert of {target.name} is signed in now")
         expert = self._experts[cmd.expert]
         origin = call.service
         self._start_wrap_up(expert, call, now)

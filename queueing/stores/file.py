@@ -45,10 +45,20 @@ class FileQueueStore:
         rows = _read_lines(self._journal_path)
         journal = [row["command"] for row in rows if row["n"] > snapshot_entry]
         last = max([snapshot_entry, *(row["n"] for row in rows)])
-        _read_lines(self._events_path)  # drops a torn last line before appending again
+        self._drop_unjournaled_events(last)
         self._journal = self._journal_path.open("a", encoding="utf-8")
         self._events = self._events_path.open("a", encoding="utf-8")
         return Recovered(snapshot, journal, last)
+
+    def _drop_unjournaled_events(self, last: int) -> None:
+        """Events are written before their journal entry: a crash between the two left
+        events of a command that was never acknowledged. They go, with any torn line."""
+        rows = _read_lines(self._events_path)
+        kept = [row for row in rows if row["n"] <= last]
+        if len(kept) != len(rows):
+            rewritten = self._events_path.with_suffix(".tmp")
+            rewritten.write_text("".join(_line(row) for row in kept), "utf-8")
+            os.replace(rewritten, self._events_path)
 
     async def append(
         self, entry: int, command: dict[str, Any], events: list[dict[str, Any]]

@@ -676,6 +676,20 @@ def test_transfer_to_a_closed_service_is_refused_and_changes_nothing():
     assert m.snapshot() == before
 
 
+def test_transfer_to_a_service_with_nobody_signed_in_is_refused():
+    m = machine([service("caf"), service("cpam")])
+    sign_in(m, "a", 0.0, ("caf",))
+    request(m, "c1", 1.0)
+    m.apply(AcceptOffer(A, C1), 2.0)
+    before = m.snapshot()
+
+    with pytest.raises(QueueError) as raised:
+        m.apply(TransferCall(A, C1, CPAM), 3.0)
+
+    assert raised.value.code == "no_expert"
+    assert m.snapshot() == before
+
+
 @pytest.mark.parametrize(
     ("expert", "target", "code"),
     [

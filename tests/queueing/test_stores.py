@@ -347,3 +347,23 @@ async def test_file_store_snapshot_survives_reopen_of_the_folder(tmp_path: Path)
     assert stored == {"n": last, "state": live.snapshot()}
     assert not (tmp_path / "snapshot.tmp").exists()
     assert (tmp_path / "journal.jsonl").read_text("utf-8") == ""
+
+
+async def test_events_of_a_command_never_journaled_are_dropped_on_load(tmp_path: Path):
+    """Events are written before their journal entry; a crash between the two leaves
+    events of a command whose reply never left: they must not stay in the log."""
+    store = FileQueueStore(tmp_path)
+    await store.load()
+    live = machine()
+    await record(store, live, SCENARIO[:4])
+    await store.close()
+    expected_events = await events_of_first_steps(tmp_path / "reference")
+    with (tmp_path / "events.jsonl").open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps({"n": 5, "kind": "CallConnected", "at": 4.0, "call": "c1"}) + "\n")
+
+    reopened = FileQueueStore(tmp_path)
+    recovered = await reopened.load()
+
+    assert recovered.last_entry == 4
+    assert await reopened.read_events() == expected_events
+    await reopened.close()
