@@ -4,7 +4,7 @@
 // and uses the richer events (offer, connection, wrap-up) for the details.
 
 import { SignalingClient } from "/static/signaling.js";
-import { CallMedia, rememberIceServers, rememberedIceServers } from "/static/rtc.js";
+import { CallMedia } from "/static/rtc.js";
 import { bindTokenForm, showTokenError, storedToken } from "/static/token.js";
 import { exposePageState } from "/static/page-state.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
@@ -55,11 +55,7 @@ const visio = exposePageState({ state: "idle", signaling, currentMedia: () => me
 let services = [];
 let status = "break";
 let offer = null;
-let currentService = null;
 let stopTimers = () => {};
-// Set by a welcome saying "in_call" while this page has no media: it was
-// reloaded during a call, and the expert.state that follows names the call.
-let resumeExpected = false;
 
 // ---------------------------------------------------------------------------
 // Screens and status
@@ -182,7 +178,6 @@ function serviceName(id) {
 
 function connected(message) {
   setCall(message.call);
-  currentService = message.service;
   const peer = message.peer;
   const place = peer.place ? ` (${peer.place})` : "";
   byId("call-title").textContent = `En communication avec ${peer.name}${place}`;
@@ -191,8 +186,7 @@ function connected(message) {
     `Service : ${serviceName(message.service)}` + (beneficiary ? ` — N° bénéficiaire : ${beneficiary}` : "");
   fillTransferTargets(message.service);
   offer = null;
-  rememberIceServers(message.call, message.ice_servers);
-  go("in_call", byId("hangup-button"));
+  if (visio.state !== "in_call") go("in_call", byId("hangup-button"));
   startMedia({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
 }
 
@@ -204,20 +198,22 @@ function fillTransferTargets(excluded) {
   );
 }
 
-function startMedia({ call, iceServers, initiator, resuming = false }) {
-  closeMedia();
-  media = new CallMedia({
-    signaling,
-    call,
-    iceServers,
-    localVideo: byId("local-video"),
-    remoteVideo: byId("remote-video"),
-    onStatus: (mediaStatus) => {
-      byId("call-status").textContent = MEDIA_WORDS[mediaStatus] || "";
-    },
-  });
-  const started = resuming ? media.resume() : media.start({ initiator });
-  started.catch((error) => console.error("media did not start", error));
+// A call announced again (after a reconnection) keeps its camera and media
+// object: only the peer connection is rebuilt, with a new offer.
+function startMedia({ call, iceServers, initiator }) {
+  if (!media || media.call !== call) {
+    closeMedia();
+    media = new CallMedia({
+      signaling,
+      call,
+      localVideo: byId("local-video"),
+      remoteVideo: byId("remote-video"),
+      onStatus: (mediaStatus) => {
+        byId("call-status").textContent = MEDIA_WORDS[mediaStatus] || "";
+      },
+    });
+  }
+  media.start({ initiator, iceServers }).catch((error) => console.error("media did not start", error));
 }
 
 function closeMedia() {
@@ -323,21 +319,7 @@ function expertStateChanged(message) {
   showStatus(message.status, message.state, message.reason);
   if (message.state === "idle" || message.state === "disconnected") {
     if (visio.state !== "idle") backToIdle();
-  } else if (message.state === "in_call" && message.call && resumeExpected && !media) {
-    resumeCall(message.call);
   }
-  resumeExpected = false;
-}
-
-// This page was reloaded during a call: the kiosk still has its side of the
-// media, so offer it a new connection.
-function resumeCall(call) {
-  setCall(call);
-  byId("call-title").textContent = "En communication";
-  byId("call-details").textContent = "";
-  fillTransferTargets(currentService);
-  go("in_call", byId("hangup-button"));
-  startMedia({ call, iceServers: rememberedIceServers(call), resuming: true });
 }
 
 function welcomed(welcome) {
@@ -352,7 +334,6 @@ function welcomed(welcome) {
   byId("status-bar").hidden = false;
   byId("state-line").hidden = false;
   showStatus(welcome.status || "break", welcome.state || "idle");
-  resumeExpected = welcome.state === "in_call" && !media;
   if (visio.state === "provisioning") go("idle");
 }
 

@@ -4,7 +4,7 @@
 // screen with nothing of the previous visitor left on it.
 
 import { SignalingClient } from "/static/signaling.js";
-import { CallMedia, rememberIceServers, rememberedIceServers } from "/static/rtc.js";
+import { CallMedia } from "/static/rtc.js";
 import { Translator } from "/static/i18n.js";
 import { bindTokenForm, showTokenError, storedToken } from "/static/token.js";
 import { exposePageState } from "/static/page-state.js";
@@ -226,21 +226,23 @@ async function leaveQueue() {
 // ---------------------------------------------------------------------------
 // The call
 
-function startMedia({ call, iceServers, initiator, resuming }) {
-  closeMedia();
-  media = new CallMedia({
-    signaling,
-    call,
-    iceServers,
-    localVideo: byId("local-video"),
-    remoteVideo: byId("remote-video"),
-    onStatus: (status) => {
-      model.callStatus = `call.${status}`;
-      if (visio.state === "in_call") view.drawInCall(tr, model);
-    },
-  });
-  const started = resuming ? media.resume() : media.start({ initiator });
-  started.catch((error) => console.error("media did not start", error));
+// A call announced again (after a reconnection) keeps its camera and media
+// object: only the peer connection is rebuilt.
+function startMedia({ call, iceServers, initiator }) {
+  if (!media || media.call !== call) {
+    closeMedia();
+    media = new CallMedia({
+      signaling,
+      call,
+      localVideo: byId("local-video"),
+      remoteVideo: byId("remote-video"),
+      onStatus: (status) => {
+        model.callStatus = `call.${status}`;
+        if (visio.state === "in_call") view.drawInCall(tr, model);
+      },
+    });
+  }
+  media.start({ initiator, iceServers }).catch((error) => console.error("media did not start", error));
 }
 
 function closeMedia() {
@@ -253,8 +255,8 @@ function connected(message) {
   model.service = serviceById(message.service);
   model.peer = message.peer;
   model.callStatus = "call.connecting";
-  rememberIceServers(message.call, message.ice_servers);
-  go("in_call", byId("hangup-button"));
+  if (visio.state === "in_call") view.drawInCall(tr, model);
+  else go("in_call", byId("hangup-button"));
   announce(byId("call-peer").textContent);
   startMedia({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
 }
@@ -320,18 +322,19 @@ function welcomed(welcome) {
   else if (visio.state === "home") draw();
 }
 
+// After a reconnection: the server tells which call this kiosk still has, and
+// for a connected call sends call.connected again right after, which restarts
+// the media.
 function resumed(message) {
   clearTimeout(resumeTimer);
-  const sameCall = message.call === model.call;
   setCall(message.call);
   model.service = serviceById(message.service);
   if (message.state === "connected") {
-    if (sameCall && media && visio.state === "in_call") return;
-    model.peer = null;
-    model.callStatus = "call.connecting";
-    go("in_call", byId("hangup-button"));
-    // This page lost its peer connection (it was reloaded): offer a new one.
-    startMedia({ call: message.call, iceServers: rememberedIceServers(message.call), resuming: true });
+    if (visio.state !== "in_call") {
+      model.peer = null;
+      model.callStatus = "call.connecting";
+      go("in_call", byId("hangup-button"));
+    }
     return;
   }
   enterQueue({ call: message.call, position: message.position ?? 0 }, null, {

@@ -2,10 +2,11 @@
 // SDP/ICE exchange relayed by the signalling server.
 //
 // Rules that keep both sides in step:
-// - only the party told `initiator: true` offers at the start of a call;
-// - whoever receives an offer answers it on a fresh RTCPeerConnection, so a peer
-//   that reloaded its page (and thus lost its connection) can start over;
-// - a party resuming a connected call without media offers itself (`resume()`).
+// - only the party told `initiator: true` offers;
+// - whoever receives an offer answers it on a fresh RTCPeerConnection. The server
+//   announces call.connected again when a party comes back after losing its
+//   connection (or reloading its page); the initiator then offers anew, and the
+//   other side must not try to renegotiate a session its peer has forgotten.
 
 const MEDIA_CONSTRAINTS = {
   audio: { echoCancellation: true, noiseSuppression: true },
@@ -15,30 +16,13 @@ const MEDIA_CONSTRAINTS = {
   },
 };
 
-const ICE_SERVERS_KEY = "visio.iceServers";
-
-// TURN credentials are needed again if the page reloads during the call, and
-// call.resumed does not repeat them; the tab's sessionStorage keeps them.
-export function rememberIceServers(call, iceServers) {
-  sessionStorage.setItem(ICE_SERVERS_KEY, JSON.stringify({ call, iceServers }));
-}
-
-export function rememberedIceServers(call) {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(ICE_SERVERS_KEY) || "null");
-    return saved && saved.call === call ? saved.iceServers : [];
-  } catch {
-    return [];
-  }
-}
-
 export class CallMedia {
   // `onStatus` receives "connecting" | "connected" | "unstable" | "failed" |
   // "no_camera" so the page can say it in words.
-  constructor({ signaling, call, iceServers, localVideo, remoteVideo, onStatus = () => {} }) {
+  constructor({ signaling, call, localVideo, remoteVideo, onStatus = () => {} }) {
     this.signaling = signaling;
     this.call = call;
-    this.iceServers = iceServers || [];
+    this.iceServers = [];
     this.localVideo = localVideo;
     this.remoteVideo = remoteVideo;
     this.onStatus = onStatus;
@@ -55,16 +39,14 @@ export class CallMedia {
   }
 
   // The answering party only opens its camera here: its connection is built
-  // when the offer arrives.
-  async start({ initiator }) {
+  // when the offer arrives. Called again for a call announced again, it keeps
+  // the camera and, for the initiator, offers a new connection (with the fresh
+  // TURN credentials of the new announcement).
+  async start({ initiator, iceServers }) {
+    this.iceServers = iceServers || [];
     this.onStatus("connecting");
     await this.openCamera();
     if (initiator && !this.closed) await this.offer();
-  }
-
-  // After a reload the other party still has its old connection: offer a new one.
-  async resume() {
-    await this.start({ initiator: true });
   }
 
   remoteVideoElement() {

@@ -73,6 +73,18 @@ class Party:
             assert time.monotonic() < deadline, f"no media after {MEDIA_TIMEOUT_S} s: {stats}"
             await asyncio.sleep(0.25)
 
+    async def video_keeps_coming(self) -> None:
+        """Wait until more remote frames are decoded than a moment ago."""
+        deadline = time.monotonic() + MEDIA_TIMEOUT_S
+        before = await self.page.evaluate("window.visio.stats()")
+        while True:
+            await asyncio.sleep(1)
+            now = await self.page.evaluate("window.visio.stats()")
+            if now["framesDecoded"] > before["framesDecoded"]:
+                return
+            assert time.monotonic() < deadline, f"video stopped: {before} then {now}"
+            before = now
+
 
 async def open_party(browser: Browser, url: str, token: str | None) -> Party:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
@@ -255,3 +267,36 @@ async def test_kiosk_asks_for_a_token_until_it_has_a_good_one(
     await expect(page.get_by_test_id("service-caf")).to_be_visible()
     await kiosk.state_is("home")
     assert_no_page_errors(kiosk)
+
+
+async def test_kiosk_reload_resumes_its_call_waiting_then_connected(
+    browser: Browser, server: Any
+) -> None:
+    expert = await open_expert(browser, server)
+    kiosk = await open_kiosk(browser, server)
+    await queue_a_call(kiosk)
+    call = await kiosk.page.evaluate("window.visio.call")
+
+    await kiosk.page.reload()
+    await kiosk.state_is("waiting")
+    assert await kiosk.page.evaluate("window.visio.call") == call
+    await expect(kiosk.page.get_by_test_id("position")).to_have_text(re.compile(r"1er"))
+
+    await expert.page.get_by_test_id("status-available").click()
+    await expert.state_is("offered")
+    await expert.page.get_by_test_id("accept-button").click()
+    await kiosk.state_is("in_call")
+    await kiosk.media_flows()
+
+    # A reloaded kiosk has lost its side of the media: the expert offers again.
+    await kiosk.page.reload()
+    await kiosk.state_is("in_call")
+    assert await kiosk.page.evaluate("window.visio.call") == call
+    await kiosk.media_flows()
+    await expert.video_keeps_coming()
+    assert await expert.page.evaluate("window.visio.state") == "in_call"
+
+    await kiosk.page.get_by_test_id("hangup-button").click()
+    await kiosk.state_is("ended")
+    await expert.state_is("wrap_up")
+    assert_no_page_errors(kiosk, expert)
