@@ -120,6 +120,8 @@ class ServiceInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     open: bool
     next_opening: Timestamp | None = None
     closes_at: Timestamp | None = None
+    timezone: str = "Europe/Paris"
+    """IANA zone of the opening hours: show opening times in this zone."""
     beneficiary_label: str = ""
     beneficiary_pattern: str | None = None
     beneficiary_hint: str = ""

@@ -322,6 +322,7 @@ class Desk:
                 open=spec.hours.is_open(now),
                 next_opening=spec.hours.next_opening(now),
                 closes_at=spec.hours.closes_at(now),
+                timezone=spec.hours.timezone,
                 beneficiary_label=spec.beneficiary_label,
                 beneficiary_pattern=spec.beneficiary_pattern,
                 beneficiary_hint=spec.beneficiary_hint,
