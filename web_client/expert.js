@@ -46,6 +46,22 @@ const MEDIA_WORDS = {
   no_camera: "Votre caméra ou votre micro ne fonctionne pas : l'usager ne vous voit pas.",
 };
 const LANGUAGE_NAMES = { fr: "français", en: "anglais" };
+// The server's reasons are in English; the codes say the same in French.
+const ERROR_WORDS = {
+  no_expert: "aucun conseiller de ce service n'est connecté",
+  queue_full: "la file de ce service est pleine",
+  same_service: "l'appel est déjà dans ce service",
+  not_offered: "l'appel ne vous est plus proposé",
+  unknown_call: "l'appel n'existe plus",
+  not_in_call: "l'appel n'est pas en cours",
+  not_in_wrap_up: "la fin d'appel est déjà close",
+  disconnected: "pas de connexion au serveur",
+  timeout: "le serveur n'a pas répondu",
+};
+
+function explain(error) {
+  return ERROR_WORDS[error.code] || error.message;
+}
 
 const signaling = new SignalingClient({ getToken: storedToken, getLanguage: () => "fr" });
 const ring = new RingTone();
@@ -95,7 +111,7 @@ async function setStatus(newStatus) {
   try {
     await signaling.request("expert.status", { status: newStatus });
   } catch (error) {
-    notify(`Statut non modifié : ${error.message}`);
+    notify(`Statut non modifié : ${explain(error)}`);
   }
 }
 
@@ -148,7 +164,7 @@ async function answerOffer(accept) {
   try {
     await signaling.request(accept ? "offer.accept" : "offer.reject", { call });
   } catch (error) {
-    notify(`Impossible de ${accept ? "prendre" : "refuser"} l'appel : ${error.message}`);
+    notify(`Impossible de ${accept ? "prendre" : "refuser"} l'appel : ${explain(error)}`);
     if (offer && offer.call === call) backToIdle();
     return;
   }
@@ -237,7 +253,7 @@ async function hangUp() {
   try {
     await signaling.request("call.hangup", { call });
   } catch (error) {
-    notify(`Raccrocher a échoué : ${error.message}`);
+    notify(`Raccrocher a échoué : ${explain(error)}`);
     return;
   }
   // wrapup.started follows; until then the call is simply over.
@@ -252,7 +268,7 @@ async function transfer(event) {
   try {
     await signaling.request("call.transfer", { call, service: target });
   } catch (error) {
-    notify(`Transfert impossible : ${error.message}`);
+    notify(`Transfert impossible : ${explain(error)}`);
     return;
   }
   notify(`Appel transféré vers ${serviceName(target)}.`);
@@ -306,7 +322,7 @@ async function finishWrapUp(event) {
   try {
     await signaling.request("wrapup.done", { call, reason: chosen.value });
   } catch (error) {
-    byId("wrapup-error").textContent = `Motif non enregistré : ${error.message}`;
+    byId("wrapup-error").textContent = `Motif non enregistré : ${explain(error)}`;
     return;
   }
   if (visio.state === "wrap_up" && visio.call === call) backToIdle();

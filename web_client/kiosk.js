@@ -24,6 +24,11 @@ const REQUEST_ERRORS = new Set([
   "service_closed", "queue_full", "no_expert", "invalid_beneficiary", "call_in_progress",
   "service_unavailable", "disconnected",
 ]);
+// Codes that mean the same thing to a visitor.
+const REQUEST_ERROR_ALIASES = {
+  service_not_offered: "service_unavailable",
+  unknown_service: "service_unavailable",
+};
 
 const tr = new Translator();
 const signaling = new SignalingClient({ getToken: storedToken, getLanguage: () => tr.language });
@@ -164,7 +169,8 @@ async function requestCall(event) {
 }
 
 function requestErrorNotice(error) {
-  const code = REQUEST_ERRORS.has(error.code) ? error.code : "other";
+  const known = REQUEST_ERROR_ALIASES[error.code] || error.code;
+  const code = REQUEST_ERRORS.has(known) ? known : "other";
   if (code === "service_closed") {
     const opening = error.details && error.details.next_opening;
     return (t) => t.t("error.service_closed", { opening: nextOpeningText(t, opening) });

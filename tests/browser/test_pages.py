@@ -300,3 +300,31 @@ async def test_kiosk_reload_resumes_its_call_waiting_then_connected(
     await kiosk.state_is("ended")
     await expert.state_is("wrap_up")
     assert_no_page_errors(kiosk, expert)
+
+
+async def test_kiosk_works_with_the_keyboard_alone(browser: Browser, server: Any) -> None:
+    await open_expert(browser, server)
+    kiosk = await open_kiosk(browser, server)
+    page = kiosk.page
+    await expect(page.get_by_test_id("service-caf")).to_be_visible()
+
+    for _ in range(10):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.dataset.testid") == "service-caf":
+            break
+    else:
+        pytest.fail("the CAF service cannot be reached with Tab")
+    await page.keyboard.press("Enter")
+    await kiosk.state_is("number")
+    await expect(page.get_by_test_id("beneficiary-input")).to_be_focused()
+
+    await page.keyboard.type("123")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("alert").filter(has_text="7 chiffres")).to_be_visible()
+    await kiosk.state_is("number")
+
+    await page.keyboard.type("4567")
+    await page.keyboard.press("Enter")
+    await kiosk.state_is("waiting")
+    await expect(page.get_by_test_id("position")).to_have_text(re.compile(r"1er"))
+    assert_no_page_errors(kiosk)
