@@ -176,6 +176,8 @@ async def test_call_from_kiosk_to_expert_with_media_and_wrap_up(
         "framesDecoded": 0,
         "audioPacketsReceived": 0,
     }
+    # The thank-you screen gives the kiosk back to the next visitor by itself.
+    await kiosk.state_is("home", timeout=15_000)
     assert_no_page_errors(kiosk, expert)
 
 
@@ -328,3 +330,37 @@ async def test_kiosk_works_with_the_keyboard_alone(browser: Browser, server: Any
     await kiosk.state_is("waiting")
     await expect(page.get_by_test_id("position")).to_have_text(re.compile(r"1er"))
     assert_no_page_errors(kiosk)
+
+
+async def test_expert_transfers_the_call_to_another_service(browser: Browser, server: Any) -> None:
+    token = server.token(
+        "expert", "expert-1", services=["caf", "cpam"], name="Camille Expert", partner="caf"
+    )
+    expert = await open_party(browser, f"{server.url}/expert", token)
+    cpam_token = server.token(
+        "expert", "expert-2", services=["cpam"], name="Dominique Expert", partner="cpam"
+    )
+    cpam_expert = await open_party(browser, f"{server.url}/expert", cpam_token)
+    await expect(cpam_expert.page.get_by_test_id("status-available")).to_be_visible()
+    kiosk = await open_kiosk(browser, server)
+    await queue_a_call(kiosk)
+
+    await expert.page.get_by_test_id("status-available").click()
+    await expert.state_is("offered")
+    await expert.page.get_by_test_id("accept-button").click()
+    await kiosk.state_is("in_call")
+
+    await expert.page.get_by_test_id("transfer-select").select_option("cpam")
+    await expert.page.get_by_test_id("transfer-button").click()
+    await kiosk.state_is("waiting")
+    await expect(kiosk.page.locator("#waiting-notice")).to_contain_text("CPAM")
+    await expect(kiosk.page.locator("#waiting-service")).to_contain_text("CPAM")
+    assert await expert.page.evaluate("window.visio.state") in {"idle", "wrap_up"}
+
+    await cpam_expert.page.get_by_test_id("status-available").click()
+    await cpam_expert.state_is("offered")
+    # The CPAM expert does not know the CAF service: the offer only gives its id.
+    await expect(cpam_expert.page.locator("#offer-transferred")).to_have_text(
+        re.compile("caf", re.IGNORECASE)
+    )
+    assert_no_page_errors(kiosk, expert, cpam_expert)
