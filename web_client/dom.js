@@ -36,11 +36,14 @@ export function showScreen(name, focusTarget) {
 }
 
 // Say something to screen-reader users through the page's polite live region.
-// Clearing first makes the same sentence be announced again.
+// Clearing first makes the same sentence be announced again; a timer (not an
+// animation frame) also runs when the console sits in a background tab.
+const ANNOUNCE_DELAY_MS = 50;
+
 export function announce(text) {
   const region = byId("live-region");
   region.textContent = "";
-  requestAnimationFrame(() => {
+  setTimeout(() => {
     region.textContent = text;
-  });
+  }, ANNOUNCE_DELAY_MS);
 }

@@ -386,6 +386,11 @@ function wireEvents() {
   for (const button of document.querySelectorAll("[data-status]")) {
     button.addEventListener("click", () => setStatus(button.dataset.status));
   }
+  // After a reload the server may put the expert back as available without a
+  // click: any first gesture on the page is enough to allow the ring's sound.
+  for (const type of ["pointerdown", "keydown"]) {
+    document.addEventListener(type, () => ring.unlock(), { once: true });
+  }
   byId("accept-button").addEventListener("click", () => answerOffer(true));
   byId("reject-button").addEventListener("click", () => answerOffer(false));
   byId("hangup-button").addEventListener("click", hangUp);

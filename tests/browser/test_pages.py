@@ -58,9 +58,9 @@ class Party:
         if message.type == "error":
             self.errors.append(message.text)
 
-    async def state_is(self, state: str, timeout: float = 10_000) -> None:
+    async def state_is(self, state: str, within_ms: float = 10_000) -> None:
         await self.page.wait_for_function(
-            "state => window.visio && window.visio.state === state", arg=state, timeout=timeout
+            "state => window.visio && window.visio.state === state", arg=state, timeout=within_ms
         )
 
     async def media_flows(self) -> dict[str, int]:
@@ -177,7 +177,7 @@ async def test_call_from_kiosk_to_expert_with_media_and_wrap_up(
         "audioPacketsReceived": 0,
     }
     # The thank-you screen gives the kiosk back to the next visitor by itself.
-    await kiosk.state_is("home", timeout=15_000)
+    await kiosk.state_is("home", within_ms=15_000)
     assert_no_page_errors(kiosk, expert)
 
 
