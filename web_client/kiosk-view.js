@@ -5,6 +5,7 @@
 import { byId, h } from "/static/dom.js";
 import { PICTOGRAMS, servicePictogram } from "/static/pictograms.js";
 import { nextOpeningText, positionText, waitRangeText } from "/static/kiosk-wording.js";
+import { isOpenNow } from "/static/service-hours.js";
 
 const KEYPAD_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
@@ -34,21 +35,30 @@ function drawNotice(element, tr, notice) {
   element.hidden = !notice;
 }
 
+// A service seen open at the welcome that has closed since has no known next
+// opening until the server says it.
+export function openingAfter(service) {
+  return service.open ? null : service.next_opening;
+}
+
 export function drawHome(tr, model, onPick) {
   byId("home-loading").hidden = model.services !== null;
   drawNotice(byId("home-notice"), tr, model.homeNotice);
   const list = byId("service-list");
   const services = model.services || [];
+  // Redrawing must not take the keyboard focus away from the service it is on.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.testid : null;
   list.replaceChildren(
     ...services.map((service) => {
-      const state = service.open ? tr.t("home.open") : nextOpeningText(tr, service.next_opening);
+      const open = isOpenNow(service);
+      const state = open ? tr.t("home.open") : nextOpeningText(tr, openingAfter(service));
       const button = h(
         "button",
         {
           type: "button",
-          class: `service-button ${service.open ? "is-open" : "is-closed"}`,
+          class: `service-button ${open ? "is-open" : "is-closed"}`,
           "data-testid": `service-${service.id}`,
-          "aria-disabled": service.open ? null : "true",
+          "aria-disabled": open ? null : "true",
           onclick: () => onPick(service),
         },
         h("span", { class: "service-picto", html: servicePictogram(service) }),
@@ -64,6 +74,7 @@ export function drawHome(tr, model, onPick) {
   if (model.services && services.length === 0) {
     list.replaceChildren(h("li", { class: "notice" }, tr.t("home.no_service")));
   }
+  if (focused) list.querySelector(`[data-testid="${focused}"]`)?.focus();
 }
 
 export function buildKeypad(tr, onKey) {

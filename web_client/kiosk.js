@@ -11,11 +11,14 @@ import { exposePageState } from "/static/page-state.js";
 import { announce, byId, showScreen } from "/static/dom.js";
 import { countdown } from "/static/format.js";
 import { nextOpeningText } from "/static/kiosk-wording.js";
+import { isOpenNow, markClosed } from "/static/service-hours.js";
 import * as view from "/static/kiosk-view.js";
 
 const DEFAULT_LANGUAGE = "fr";
 const ENDED_SCREEN_S = 10;
 const NUMBER_IDLE_MS = 120_000;
+// How often the home screen redraws, so services open and close on time.
+const HOME_REFRESH_MS = 30_000;
 // After a reconnection the server sends call.resumed at once if the call still
 // exists; silence past this delay means the call is gone.
 const RESUME_WAIT_MS = 5_000;
@@ -99,8 +102,12 @@ async function goHome(notice = null) {
 // Home and number entry
 
 function pickService(service) {
-  if (!service.open) {
-    model.homeNotice = (t) => `${service.name} : ${nextOpeningText(t, service.next_opening)}`;
+  if (!isOpenNow(service)) {
+    model.homeNotice = (t) =>
+      t.t("home.closed_notice", {
+        service: service.name,
+        opening: nextOpeningText(t, view.openingAfter(service)),
+      });
     view.drawHome(tr, model, pickService);
     announce(model.homeNotice(tr));
     return;
@@ -164,6 +171,7 @@ async function requestCall(event) {
     enterQueue(queued, null);
   } catch (error) {
     model.requesting = false;
+    if (error.code === "service_closed") markClosed(service, error.details.next_opening);
     showNumberError(requestErrorNotice(error));
   }
 }
@@ -411,6 +419,9 @@ async function main() {
   wireEvents();
   go("home");
   signaling.start();
+  setInterval(() => {
+    if (visio.state === "home") view.drawHome(tr, model, pickService);
+  }, HOME_REFRESH_MS);
 }
 
 main();

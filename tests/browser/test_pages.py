@@ -364,3 +364,21 @@ async def test_expert_transfers_the_call_to_another_service(browser: Browser, se
         re.compile("caf", re.IGNORECASE)
     )
     assert_no_page_errors(kiosk, expert, cpam_expert)
+
+
+async def test_closed_service_says_when_it_opens(browser: Browser, server: Any) -> None:
+    kiosk = await open_kiosk(browser, server)
+    page = kiosk.page
+    closed = page.get_by_test_id("service-ferme")
+    await expect(closed).to_be_visible()
+    if await closed.get_attribute("aria-disabled") != "true":
+        pytest.skip("the test service open one minute a week happens to be open")
+    opening = re.compile(r"Ouvre (aujourd'hui|demain|\w+|le .+) à \d{1,2} h \d\d")
+    await expect(closed).to_contain_text(opening)
+
+    # Still reachable, so that a screen reader or a finger learns why it is grey.
+    await closed.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#home-notice")).to_contain_text(opening)
+    assert await page.evaluate("window.visio.state") == "home"
+    assert_no_page_errors(kiosk)
