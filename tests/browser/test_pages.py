@@ -160,6 +160,8 @@ async def test_call_from_kiosk_to_expert_with_media_and_wrap_up(
 
     kiosk_stats = await kiosk.media_flows()
     expert_stats = await expert.media_flows()
+    await assert_accessible(kiosk, "kiosk in call")
+    await assert_accessible(expert, "expert in call")
     assert kiosk_stats["framesDecoded"] > 0 and kiosk_stats["audioPacketsReceived"] > 0
     assert expert_stats["framesDecoded"] > 0 and expert_stats["audioPacketsReceived"] > 0
 
@@ -167,6 +169,8 @@ async def test_call_from_kiosk_to_expert_with_media_and_wrap_up(
     await expert.state_is("wrap_up")
     await kiosk.state_is("ended")
     assert await kiosk.page.evaluate("window.visio.call") is None
+    await assert_accessible(expert, "expert wrap-up")
+    await assert_accessible(kiosk, "kiosk thank-you screen")
 
     await expert.page.get_by_test_id("wrapup-reason-0").check()
     await expert.page.get_by_test_id("wrapup-submit").click()
