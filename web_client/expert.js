@@ -69,8 +69,10 @@ let media = null;
 const visio = exposePageState({ state: "idle", signaling, currentMedia: () => media });
 
 let services = [];
-let status = "break";
 let offer = null;
+// A second click on Accept while the first is on its way must not be refused
+// and tear the call down.
+let answering = false;
 let stopTimers = () => {};
 
 // ---------------------------------------------------------------------------
@@ -88,8 +90,7 @@ function setCall(call) {
   visio.call = call;
 }
 
-function showStatus(newStatus, state, reason = "") {
-  status = newStatus;
+function showStatus(status, state, reason = "") {
   for (const button of document.querySelectorAll("[data-status]")) {
     button.setAttribute("aria-pressed", String(button.dataset.status === status));
   }
@@ -158,15 +159,18 @@ function stopRinging() {
 }
 
 async function answerOffer(accept) {
-  if (!offer) return;
+  if (!offer || answering) return;
   const call = offer.call;
   stopRinging();
+  answering = true;
   try {
     await signaling.request(accept ? "offer.accept" : "offer.reject", { call });
   } catch (error) {
     notify(`Impossible de ${accept ? "prendre" : "refuser"} l'appel : ${explain(error)}`);
     if (offer && offer.call === call) backToIdle();
     return;
+  } finally {
+    answering = false;
   }
   if (!accept && offer && offer.call === call) backToIdle();
 }

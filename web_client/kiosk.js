@@ -155,7 +155,8 @@ async function requestCall(event) {
   event.preventDefault();
   if (model.requesting) return;
   const service = model.service;
-  const beneficiary = byId("beneficiary-input").value.replace(/\s+/g, "");
+  // Written as the server stores it: no spaces, capital letters.
+  const beneficiary = byId("beneficiary-input").value.replace(/\s+/g, "").toUpperCase();
   if (!acceptsBeneficiary(service, beneficiary)) {
     showNumberError((t) => [t.t("number.invalid"), service.beneficiary_hint].filter(Boolean).join(" "));
     return;
@@ -220,6 +221,7 @@ function positionChanged(message) {
   model.position = message.position;
   model.waitMin = message.wait_min_s ?? null;
   model.waitMax = message.wait_max_s ?? null;
+  model.offered = false;
   draw();
   announce(view.waitingAnnouncement(tr, model));
 }
