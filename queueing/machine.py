@@ -554,7 +554,6 @@ class QueueMachine:
             raise QueueError("no_expert", f"no expert of {target.name} is signed in now")
         expert = self._experts[cmd.expert]
         origin = call.service
-        self._start_wrap_up(expert, call, now)
         call.service = target.id
         call.queued_at = now
         call.state = CallState.WAITING
@@ -571,6 +570,7 @@ class QueueMachine:
         self._emit(
             CallTransferred(now, call.id, origin, target.id, call.kiosk, expert.id, position)
         )
+        self._start_wrap_up(expert, call, now, origin)
 
     def _restarted(self, now: float) -> None:
         grace = self.settings.restart_grace_s
@@ -683,8 +683,10 @@ class QueueMachine:
         for expert_id in sorted(call.offered_to):
             self._close_offer(call, self._experts[expert_id], result, now)
 
-    def _start_wrap_up(self, expert: Expert, call: Call, now: float) -> None:
-        spec = self.services[call.service]
+    def _start_wrap_up(
+        self, expert: Expert, call: Call, now: float, service: ServiceId | None = None
+    ) -> None:
+        spec = self.services[service or call.service]
         expert.wrap_up_until = now + spec.wrap_up_s
         self._wrap_up_service[expert.id] = spec.id
         self._arm(expert.wrap_up_until, "wrap_up", expert.id)

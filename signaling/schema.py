@@ -21,5 +21,6 @@ def protocol_schema() -> dict[str, Any]:
         "$id": "https://visio-guichet.example/protocol.schema.json",
         "title": "visio-guichet WebSocket protocol",
         "$defs": {**components, "ClientMessage": client, "ServerMessage": server},
-        "oneOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
+        # rtc.sdp and rtc.ice travel both ways, so a message may match both unions.
+        "anyOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
     }

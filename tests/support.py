@@ -24,7 +24,7 @@ host = "127.0.0.1"
 port = 0
 rate_per_s = 200
 rate_burst = 200
-heartbeat_s = 2
+heartbeat_s = {heartbeat_s}
 hello_timeout_s = {hello_timeout_s}
 max_frame_bytes = 65536
 
@@ -124,6 +124,7 @@ def write_test_config(folder: Path, **overrides: Any) -> Path:
         "expert_grace_s": 2,
         "offer_timeout_s": 20,
         "hello_timeout_s": 5,
+        "heartbeat_s": 2,
         **overrides,
     }
     path = folder / "config.toml"

@@ -383,7 +383,9 @@ class Desk:
                 self.estimator.observe_wait(event.service, event.waited_s, abandoned=False)
                 self.metrics.call_answered(event.service, event.waited_s)
             case CallEnded():
-                if event.outcome is Outcome.ABANDONED and not event.short:
+                if event.short:
+                    self.metrics.short_abandon(event.service)
+                elif event.outcome is Outcome.ABANDONED:
                     self.estimator.observe_wait(event.service, event.waited_s, abandoned=True)
                 if event.talk_s is not None:
                     self._talk[event.call] = event.talk_s

@@ -179,10 +179,13 @@ class Edge:
 
     async def _read(self, conn: _Connection) -> None:
         bucket = _TokenBucket(self.server.rate_per_s, self.server.rate_burst)
-        timeout: float | None = self.server.hello_timeout_s
+        loop = asyncio.get_running_loop()
+        # An absolute deadline: heartbeat pongs must not extend the time to say hello.
+        hello_deadline = loop.time() + self.server.hello_timeout_s
         while not conn.closing:
             try:
-                frame = await conn.ws.receive(timeout=timeout)
+                async with asyncio.timeout_at(None if conn.principal else hello_deadline):
+                    frame = await conn.ws.receive()
             except TimeoutError:
                 self._refuse(conn, NotAuthenticated("no 'hello' received in time"), None)
                 conn.close(WSCloseCode.POLICY_VIOLATION, "hello expected")
@@ -192,19 +195,19 @@ class Edge:
             if frame.type is WSMsgType.ERROR:
                 log.info("websocket error from %s: %s", conn.role, conn.ws.exception())
                 return
-            timeout = None if conn.principal else timeout
             self.metrics.message_received(conn.role)
             if not bucket.take():
-                self._refuse(conn, RateLimited("too many messages; slow down"), None)
+                echoed = request_id_of(frame.data) if frame.type is WSMsgType.TEXT else None
+                self._refuse(conn, RateLimited("too many messages; slow down"), echoed)
                 conn.refused += 1
                 if conn.refused > self.server.rate_burst:
                     conn.close(WSCloseCode.POLICY_VIOLATION, "message flood")
                 continue
+            conn.refused = 0  # a client that slowed down is forgiven
             if frame.type is not WSMsgType.TEXT:
                 self._refuse(conn, ProtocolError("frames are JSON text"), None)
                 continue
             await self._handle_frame(conn, frame.data)
-            timeout = None if conn.principal else timeout
 
     async def _handle_frame(self, conn: _Connection, data: str) -> None:
         request_id = None

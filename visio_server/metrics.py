@@ -93,6 +93,12 @@ class Metrics:
             ["service", "outcome"],
             registry=registry,
         )
+        self._short_abandons = Counter(
+            "visio_short_abandons",
+            "Abandons quicker than the service's short-abandon threshold (misdials).",
+            ["service"],
+            registry=registry,
+        )
         self._offers = Counter(
             "visio_offers",
             "Offers to experts, by result.",
@@ -134,6 +140,9 @@ class Metrics:
             self._wait.labels(service, outcome).observe(waited_s)
         if talk_s is not None:
             self._handle.labels(service).observe(talk_s)
+
+    def short_abandon(self, service: str) -> None:
+        self._short_abandons.labels(service).inc()
 
     def offer_ended(self, service: str, result: str) -> None:
         self._offers.labels(service, result).inc()

@@ -145,6 +145,29 @@ async def test_silent_client_is_closed_after_the_hello_timeout(tmp_path: Path) -
         await running.stop()
 
 
+async def test_heartbeats_do_not_extend_the_time_to_say_hello(tmp_path: Path) -> None:
+    running = await start_server(write_test_config(tmp_path, hello_timeout_s=1.0, heartbeat_s=0.2))
+    client = await WsClient.connect(running.ws_url)
+    try:
+        assert (await client.expect("error", timeout=3))["code"] == "not_authenticated"
+        assert await client.wait_closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
+    finally:
+        await client.close()
+        await running.stop()
+
+
+async def test_a_client_that_slows_down_after_a_burst_is_forgiven(connect: Connect) -> None:
+    kiosk = await connect("kiosk", "kiosk-1")
+    for burst in range(2):
+        for index in range(350):
+            await kiosk.send({"type": "ping", "id": f"b{burst}-{index}"})
+        last = await kiosk.request({"type": "ping"}, timeout=5)
+        assert last["type"] in ("pong", "error")
+        await asyncio.sleep(1.2)  # the bucket refills at 200 messages per second
+    assert (await kiosk.request({"type": "ping"}))["type"] == "pong"
+    assert kiosk.close_code is None
+
+
 async def test_malformed_and_unknown_messages_get_typed_errors(connect: Connect) -> None:
     kiosk = await connect("kiosk", "kiosk-1")
     await kiosk.send({"type": "call.request", "id": "r1", "service": "caf", "colour": "red"})
