@@ -74,9 +74,11 @@ from .model import (
     Strategy,
 )
 
-__all__ = ["QueueMachine", "QueueSettings", "ServiceStatus"]
+__all__ = ["ON_BREAK", "QueueMachine", "QueueSettings", "ServiceStatus"]
 
 _QUEUED = (CallState.WAITING, CallState.OFFERED)
+ON_BREAK = "break"
+"""Key of ``ServiceStatus.experts`` for idle experts whose status is not available."""
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,13 @@ class QueueMachine:
     def status(self, service: ServiceId, now: float) -> ServiceStatus:
         spec = self.services[service]
         queued = self.queued(service)
-        experts = {state.value: 0 for state in ExpertState}
+        experts = {state.value: 0 for state in ExpertState} | {ON_BREAK: 0}
         for expert in self._experts.values():
             if service in expert.services:
-                experts[self._shown_state(expert).value] += 1
+                shown = self._shown_state(expert)
+                # Connected but not taking calls: worth seeing apart from the free ones.
+                on_break = shown is ExpertState.IDLE and not expert.is_free()
+                experts[ON_BREAK if on_break else shown.value] += 1
         return ServiceStatus(
             service=service,
             open=spec.hours.is_open(now),
@@ -180,6 +185,14 @@ class QueueMachine:
             oldest_wait_s=max((now - c.queued_at for c in queued), default=0.0),
             experts=experts,
         )
+
+    def wrap_up_of(self, expert_id: ExpertId) -> tuple[CallId, ServiceId, float] | None:
+        """The call, service and deadline of the expert's wrap-up, if one is running."""
+        expert = self._experts.get(expert_id)
+        if expert is None or expert.state is not ExpertState.WRAP_UP:
+            return None
+        assert expert.call is not None and expert.wrap_up_until is not None
+        return expert.call, self._wrap_up_service[expert_id], expert.wrap_up_until
 
     def queue_view(self, service: ServiceId, now: float) -> QueueView:
         """What the wait estimate needs: waits so far, busy and free experts."""

@@ -53,6 +53,7 @@ __all__ = [
     "ServerMessage",
     "ServiceInfo",
     "ServiceQueue",
+    "ServiceRef",
     "SessionDescription",
     "Welcome",
     "WrapUpDone",
@@ -147,6 +148,14 @@ class PartyInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     place: str = ""
 
 
+class ServiceRef(msgspec.Struct, frozen=True):
+    """A service named for people, with its opening state now."""
+
+    id: str
+    name: str
+    open: bool
+
+
 class ServiceQueue(msgspec.Struct, frozen=True):
     """Live state of one service's queue, for admins and supervisors."""
 
@@ -159,7 +168,8 @@ class ServiceQueue(msgspec.Struct, frozen=True):
     connected: int
     oldest_wait_s: Seconds
     experts: dict[str, int]
-    """Experts of the service by state: idle, offered, in_call, wrap_up, away."""
+    """Experts of the service by state: idle (free), break (connected, not taking calls),
+    offered, in_call, wrap_up, away (not connected)."""
 
 
 # ---------------------------------------------------------------------------
@@ -368,6 +378,7 @@ class CallOffered(Message, tag="call.offered", frozen=True):
     language: str | None = None
     interpreter: bool = False
     transferred_from: str | None = None
+    transferred_from_name: str | None = None
 
 
 class OfferWithdrawn(Message, tag="offer.withdrawn", frozen=True):
@@ -390,6 +401,8 @@ class CallConnected(Message, tag="call.connected", frozen=True):
     initiator: bool
     """True for the party that must create the SDP offer."""
     beneficiary: str = ""
+    transfer_targets: list[ServiceRef] = []
+    """For the expert: the services of the kiosk's catalogue the call may go to."""
 
 
 class CallResumed(Message, tag="call.resumed", frozen=True):

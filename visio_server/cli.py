@@ -203,6 +203,7 @@ async def _queue_show(config: Config, server: str | None) -> int:
 
 _STATE_LABELS = (
     ("idle", "idle"),
+    ("break", "on break"),
     ("offered", "ringing"),
     ("in_call", "in call"),
     ("wrap_up", "in wrap-up"),

@@ -221,6 +221,12 @@ class Desk:
         call = self.machine.call(record.call) if record and record.call else None
         if call is not None and call.state is CallState.CONNECTED:
             await self._announce_connected(call, self.clock())
+        wrap_up = self.machine.wrap_up_of(expert_id)
+        if wrap_up is not None:
+            # A console reloaded during wrap-up needs the reasons again to finish it.
+            call_id, service, until = wrap_up
+            now = self.clock()
+            await self._route([WrapUpStarted(now, expert_id, call_id, service, until)], now)
 
     async def party_lost(self, party: Principal) -> None:
         if party.role == "kiosk":
@@ -283,19 +289,21 @@ class Desk:
 
     async def relay(self, sender: Principal, message: m.RtcSdp | m.RtcIce) -> None:
         """Pass SDP or ICE to the other party of the sender's connected call, and nobody else."""
+        # Relayed messages usually carry no id: the call id in the details tells the
+        # client which of its messages was refused.
         call = self.machine.call(CallId(message.call))
         if call is None:
-            raise QueueError("unknown_call", "this call does not exist or has ended")
-        if sender.id not in (call.kiosk, call.expert):
-            raise QueueError("not_your_call", "you are not a party of this call")
-        if call.state is not CallState.CONNECTED:
-            raise QueueError("not_in_call", "the call is not connected")
+            raise QueueError(
+                "unknown_call", "this call does not exist or has ended", call=message.call
+            )
+        if call.state is not CallState.CONNECTED and sender.id in (call.kiosk, call.expert):
+            raise QueueError("not_in_call", "the call is not connected", call=message.call)
         if sender.role == "kiosk" and sender.id == call.kiosk:
             target = address("expert", str(call.expert))
         elif sender.answers_calls and sender.id == call.expert:
             target = address("kiosk", call.kiosk)
         else:
-            raise QueueError("not_your_call", "you are not a party of this call")
+            raise QueueError("not_your_call", "you are not a party of this call", call=message.call)
         if isinstance(message, m.RtcSdp):
             relayed: m.Message = m.RtcSdp(
                 call=message.call, description=message.description, sender=sender.id
@@ -565,6 +573,9 @@ class Desk:
     def _offer_message(self, event: CallOffered, now: float) -> m.CallOffered:
         spec = self.machine.services[event.service]
         kiosk = self.machine.kiosks[event.kiosk]
+        origin = (
+            self.machine.services.get(event.transferred_from) if event.transferred_from else None
+        )
         return m.CallOffered(
             call=event.call,
             service=event.service,
@@ -576,6 +587,7 @@ class Desk:
             language=event.language,
             interpreter=event.interpreter,
             transferred_from=event.transferred_from,
+            transferred_from_name=origin.name if origin else None,
         )
 
     async def _announce_connected(self, call: Call, now: float) -> None:
@@ -585,6 +597,11 @@ class Desk:
         kiosk = self.machine.kiosks[call.kiosk]
         media = self.config.media
         expert_name = expert.name if expert else call.expert
+        targets = [
+            m.ServiceRef(id=spec.id, name=spec.name, open=spec.hours.is_open(now))
+            for spec in (self.machine.services[s] for s in kiosk.services)
+            if spec.id != call.service
+        ]
         for target, peer, initiator, user in (
             (
                 address("kiosk", call.kiosk),
@@ -612,6 +629,7 @@ class Desk:
                     media_mode=media.mode,
                     initiator=initiator,
                     beneficiary=call.beneficiary if initiator else "",
+                    transfer_targets=targets if initiator else [],
                 ),
             )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +56,8 @@ class _Close:
 
 
 _SLOW = _Close(WSCloseCode.TRY_AGAIN_LATER, "too many unread messages")
+_FLOOD_WINDOW_S = 5.0
+"""More than ``rate_burst`` refused messages within this window is a flood."""
 
 
 class _TokenBucket:
@@ -84,7 +87,7 @@ class _Connection:
     subscriptions: list[Subscription] = field(default_factory=list)
     closing: bool = False
     replaced: bool = False
-    refused: int = 0
+    refused: deque[float] = field(default_factory=deque)
 
     @property
     def role(self) -> str:
@@ -199,11 +202,13 @@ class Edge:
             if not bucket.take():
                 echoed = request_id_of(frame.data) if frame.type is WSMsgType.TEXT else None
                 self._refuse(conn, RateLimited("too many messages; slow down"), echoed)
-                conn.refused += 1
-                if conn.refused > self.server.rate_burst:
+                now = loop.time()
+                conn.refused.append(now)
+                while conn.refused[0] < now - _FLOOD_WINDOW_S:
+                    conn.refused.popleft()
+                if len(conn.refused) > self.server.rate_burst:
                     conn.close(WSCloseCode.POLICY_VIOLATION, "message flood")
                 continue
-            conn.refused = 0  # a client that slowed down is forgiven
             if frame.type is not WSMsgType.TEXT:
                 self._refuse(conn, ProtocolError("frames are JSON text"), None)
                 continue

@@ -9,7 +9,7 @@ import { byId, h, showScreen } from "/static/dom.js";
 import { clock } from "/static/format.js";
 
 const SUPERVISOR_ROLES = new Set(["admin", "supervisor"]);
-const EXPERT_STATES = ["idle", "offered", "in_call", "wrap_up", "away"];
+const EXPERT_STATES = ["idle", "break", "offered", "in_call", "wrap_up", "away"];
 // Past this wait the cell turns red: the caller has waited too long.
 const LONG_WAIT_S = 300;
 

@@ -128,7 +128,7 @@ function offered(message) {
   byId("offer-language").textContent = LANGUAGE_NAMES[message.language] || message.language || "français";
   byId("offer-interpreter").textContent = message.interpreter ? "demandé" : "non";
   const from = message.transferred_from;
-  byId("offer-transferred").textContent = from ? serviceName(from) : "";
+  byId("offer-transferred").textContent = from ? message.transferred_from_name || serviceName(from) : "";
   byId("offer-transferred").hidden = !from;
   byId("offer-transferred-term").hidden = !from;
   notify("");
@@ -204,14 +204,15 @@ function connected(message) {
   const beneficiary = message.beneficiary || (offer && offer.beneficiary) || "";
   byId("call-details").textContent =
     `Service : ${serviceName(message.service)}` + (beneficiary ? ` — N° bénéficiaire : ${beneficiary}` : "");
-  fillTransferTargets(message.service);
+  fillTransferTargets(message.transfer_targets || []);
   offer = null;
   if (visio.state !== "in_call") go("in_call", byId("hangup-button"));
   startMedia({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
 }
 
-function fillTransferTargets(excluded) {
-  const targets = services.filter((service) => service.id !== excluded);
+// The targets are the other services of the caller's kiosk, which the server
+// lists: the expert's own skills say nothing of what the kiosk offers.
+function fillTransferTargets(targets) {
   byId("transfer-form").hidden = targets.length === 0;
   byId("transfer-service").replaceChildren(
     ...targets.map((service) => h("option", { value: service.id }, `${service.name}${service.open ? "" : " (fermé)"}`)),

@@ -51,7 +51,7 @@ export function drawHome(tr, model, onPick) {
   list.replaceChildren(
     ...services.map((service) => {
       const open = isOpenNow(service);
-      const state = open ? tr.t("home.open") : nextOpeningText(tr, openingAfter(service));
+      const state = open ? tr.t("home.open") : nextOpeningText(tr, openingAfter(service), service.timezone);
       const button = h(
         "button",
         {

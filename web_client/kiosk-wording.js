@@ -20,29 +20,47 @@ export function waitRangeText(tr, minSeconds, maxSeconds) {
   return tr.t("wait.range", { min: low, max: high });
 }
 
-function timeOfDay(tr, date) {
+// The calendar fields of an instant in a time zone (the kiosk's own when none).
+function fieldsIn(date, timeZone) {
+  const parts = new Intl.DateTimeFormat("en-GB", {
+    timeZone,
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric",
+    hourCycle: "h23",
+  }).formatToParts(date);
+  const field = (type) => Number(parts.find((part) => part.type === type).value);
+  return { year: field("year"), month: field("month"), day: field("day"), hour: field("hour"), minute: field("minute") };
+}
+
+function timeOfDay(tr, date, timeZone) {
   if (tr.language === "fr") {
-    return `${date.getHours()} h ${String(date.getMinutes()).padStart(2, "0")}`;
+    const { hour, minute } = fieldsIn(date, timeZone);
+    return `${hour} h ${String(minute).padStart(2, "0")}`;
   }
-  return new Intl.DateTimeFormat(tr.language, { hour: "numeric", minute: "2-digit" }).format(date);
+  return new Intl.DateTimeFormat(tr.language, { hour: "numeric", minute: "2-digit", timeZone }).format(date);
 }
 
-function startOfDay(date) {
-  return new Date(date.getFullYear(), date.getMonth(), date.getDate()).getTime();
+function dayNumber(date, timeZone) {
+  const { year, month, day } = fieldsIn(date, timeZone);
+  return Date.UTC(year, month - 1, day) / DAY_MS;
 }
 
-// "Opens Monday at 9:00", in the kiosk's own time zone.
-export function nextOpeningText(tr, unixSeconds, now = new Date()) {
+// Times are those of the service's zone: its hours are stated there, whatever
+// the clock of the machine the page runs on says.
+export function nextOpeningText(tr, unixSeconds, timeZone = undefined, now = new Date()) {
   if (unixSeconds == null) return tr.t("opening.unknown");
   const opening = new Date(unixSeconds * 1000);
-  const time = timeOfDay(tr, opening);
-  const days = Math.round((startOfDay(opening) - startOfDay(now)) / DAY_MS);
+  const time = timeOfDay(tr, opening, timeZone);
+  const days = dayNumber(opening, timeZone) - dayNumber(now, timeZone);
   if (days <= 0) return tr.t("opening.today", { time });
   if (days === 1) return tr.t("opening.tomorrow", { time });
   if (days < 7) {
-    const day = new Intl.DateTimeFormat(tr.language, { weekday: "long" }).format(opening);
+    const day = new Intl.DateTimeFormat(tr.language, { weekday: "long", timeZone }).format(opening);
     return tr.t("opening.weekday", { day, time });
   }
-  const date = new Intl.DateTimeFormat(tr.language, { day: "numeric", month: "long" }).format(opening);
+  const date = new Intl.DateTimeFormat(tr.language, { day: "numeric", month: "long", timeZone }).format(opening);
   return tr.t("opening.date", { date, time });
 }

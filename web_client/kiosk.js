@@ -106,7 +106,7 @@ function pickService(service) {
     model.homeNotice = (t) =>
       t.t("home.closed_notice", {
         service: service.name,
-        opening: nextOpeningText(t, view.openingAfter(service)),
+        opening: nextOpeningText(t, view.openingAfter(service), service.timezone),
       });
     view.drawHome(tr, model, pickService);
     announce(model.homeNotice(tr));
@@ -182,7 +182,8 @@ function requestErrorNotice(error) {
   const code = REQUEST_ERRORS.has(known) ? known : "other";
   if (code === "service_closed") {
     const opening = error.details && error.details.next_opening;
-    return (t) => t.t("error.service_closed", { opening: nextOpeningText(t, opening) });
+    const timeZone = model.service ? model.service.timezone : undefined;
+    return (t) => t.t("error.service_closed", { opening: nextOpeningText(t, opening, timeZone) });
   }
   return (t) => t.t(`error.${code}`);
 }

@@ -85,7 +85,7 @@ async def test_queue_show_prints_each_service_like_a_telephony_queue(
     assert process.returncode == 0, err.decode()
     text = out.decode()
     assert "caf (CAF) has 1 calls (max 200) in 'longest-idle' strategy" in text
-    assert "1 idle" in text
+    assert "0 idle, 1 on break" in text
 
 
 def free_port() -> int:

@@ -190,3 +190,15 @@ async def test_wait_range_is_given_when_experts_serve(
     assert third["position"] == 3
     assert third["wait_min_s"] is not None and third["wait_max_s"] > third["wait_min_s"]
     assert replies[1]["wait_max_s"] <= third["wait_max_s"]
+
+
+async def test_console_reloaded_during_wrap_up_gets_the_reasons_again(connect: Connect) -> None:
+    kiosk, expert, call = await connected_call(connect)
+    await kiosk.request({"type": "call.hangup", "call": call})
+    await expert.expect("wrapup.started")
+    await expert.close()
+    again = await connect("expert", "expert-1", **EXPERT_CAF)
+    wrap = await again.expect("wrapup.started")
+    assert wrap["call"] == call and wrap["reasons"] == ["Prestations", "Logement", "Autre"]
+    done = await again.request({"type": "wrapup.done", "call": call, "reason": "Autre"})
+    assert done["type"] == "ack"

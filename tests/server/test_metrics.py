@@ -53,7 +53,7 @@ async def test_metrics_follow_the_queue(server: RunningServer, connect: Connect)
     await kiosk.request({"type": "call.request", "service": "caf", "beneficiary": "1234567"})
     before = samples(await scrape(server))
     assert before[("visio_queue_waiting_calls", (("service", "caf"),))] == 1
-    assert before[("visio_experts", (("service", "caf"), ("state", "idle")))] == 1
+    assert before[("visio_experts", (("service", "caf"), ("state", "break")))] == 1
     assert before[("visio_connections", (("role", "kiosk"),))] == 1
     assert before[("visio_service_open", (("service", "ferme"),))] == 0
 

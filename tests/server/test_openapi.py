@@ -14,6 +14,7 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_spec_validator import validate
 
+from queueing.machine import ON_BREAK
 from queueing.model import ExpertState
 from signaling import messages as m
 from signaling import protocol_schema
@@ -123,7 +124,7 @@ def test_queue_status_schema_matches_the_message_structs() -> None:
     fields = {f.encode_name for f in msgspec.structs.fields(m.ServiceQueue)}
     assert set(service_queue["properties"]) == fields
     assert set(service_queue["required"]) == fields
-    states = {s.value for s in ExpertState} - {"disconnected"} | {"away"}
+    states = {s.value for s in ExpertState} - {"disconnected"} | {"away", ON_BREAK}
     assert set(service_queue["properties"]["experts"]["required"]) == states
 
 
@@ -217,7 +218,7 @@ async def test_admin_queues_for_admin(server: RunningServer, openapi: OpenAPI, h
     assert data["type"] == "queue.status"
     rows = {row["service"]: row for row in data["services"]}
     assert set(rows) == {"caf", "cpam", "france-travail", "ferme"}
-    assert rows["caf"]["waiting"] == 1 and rows["caf"]["experts"]["idle"] == 1
+    assert rows["caf"]["waiting"] == 1 and rows["caf"]["experts"]["break"] == 1
     # What the HTTP route returns is exactly the wire message, decoded by its struct.
     assert msgspec.json.decode(body, type=m.QueueStatus).services[0].service == "caf"
 

@@ -163,7 +163,7 @@ async def test_a_client_that_slows_down_after_a_burst_is_forgiven(connect: Conne
             await kiosk.send({"type": "ping", "id": f"b{burst}-{index}"})
         last = await kiosk.request({"type": "ping"}, timeout=5)
         assert last["type"] in ("pong", "error")
-        await asyncio.sleep(1.2)  # the bucket refills at 200 messages per second
+        await asyncio.sleep(5.2)  # refusals older than the flood window are forgotten
     assert (await kiosk.request({"type": "ping"}))["type"] == "pong"
     assert kiosk.close_code is None
 
