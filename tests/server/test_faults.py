@@ -202,3 +202,31 @@ async def test_console_reloaded_during_wrap_up_gets_the_reasons_again(connect: C
     assert wrap["call"] == call and wrap["reasons"] == ["Prestations", "Logement", "Autre"]
     done = await again.request({"type": "wrapup.done", "call": call, "reason": "Autre"})
     assert done["type"] == "ack"
+
+
+async def test_heartbeat_detects_a_kiosk_that_stopped_answering(tmp_path: Path) -> None:
+    running = await start_server(write_test_config(tmp_path, heartbeat_s=0.3))
+    clients: list[WsClient] = []
+    try:
+        expert = await WsClient.connect(running.ws_url)
+        # autoping off: this client reads frames but never answers the server's pings,
+        # as a kiosk whose network vanished without closing its TCP connection.
+        mute = await WsClient.connect(running.ws_url, autoping=False)
+        clients += [expert, mute]
+        await expert.hello(running.token("expert", "expert-1", **EXPERT_CAF))
+        await mute.hello(running.token("kiosk", "kiosk-1"))
+        queued = await mute.request(
+            {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
+        )
+        async with asyncio.timeout(5):  # a few heartbeats, not the kiosk grace of 30 s
+            while True:
+                rows = await running.app[DESK].store.read_events()
+                if any(r["kind"] == "PartyLost" and r["call"] == queued["call"] for r in rows):
+                    break
+                await asyncio.sleep(0.05)
+        call = running.app[DESK].machine.call(queued["call"])
+        assert call is not None and call.kiosk_lost_until is not None, "kept for the grace period"
+    finally:
+        for client in clients:
+            await client.close()
+        await running.stop()
