@@ -6,8 +6,10 @@ import asyncio
 import itertools
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -70,7 +72,7 @@ visit_reasons = ["Inscription", "Autre"]
 id = "ferme"
 name = "Service fermé"
 partner = "carsat"
-hours = {{ thu = ["09:00-09:01"] }}
+hours = {{ {closed_day} = ["09:00-12:00"] }}
 holidays = []
 
 [[kiosks]]
@@ -117,7 +119,10 @@ partner = "caf"
 
 
 def write_test_config(folder: Path, **overrides: Any) -> Path:
+    # "ferme" opens three days from today only, so it is closed whenever a test runs.
+    today = datetime.now(ZoneInfo("Europe/Paris")).weekday()
     values = {
+        "closed_day": ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(today + 3) % 7],
         "backend": "memory",
         "data_dir": str(folder / "data"),
         "kiosk_grace_s": 30,
