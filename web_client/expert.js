@@ -4,7 +4,7 @@
 // and uses the richer events (offer, connection, wrap-up) for the details.
 
 import { SignalingClient } from "/static/signaling.js";
-import { CallMedia } from "/static/rtc.js";
+import { MediaSlot } from "/static/rtc.js";
 import { bindTokenForm, showTokenError, storedToken } from "/static/token.js";
 import { exposePageState } from "/static/page-state.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
@@ -65,8 +65,15 @@ function explain(error) {
 
 const signaling = new SignalingClient({ getToken: storedToken, getLanguage: () => "fr" });
 const ring = new RingTone();
-let media = null;
-const visio = exposePageState({ state: "idle", signaling, currentMedia: () => media });
+const media = new MediaSlot({
+  signaling,
+  localVideo: byId("local-video"),
+  remoteVideo: byId("remote-video"),
+  onStatus: (mediaStatus) => {
+    byId("call-status").textContent = MEDIA_WORDS[mediaStatus] || "";
+  },
+});
+const visio = exposePageState({ state: "idle", signaling, currentMedia: () => media.media });
 
 let services = [];
 let offer = null;
@@ -183,7 +190,7 @@ function withdrawn(message) {
 
 function backToIdle() {
   offer = null;
-  closeMedia();
+  media.close();
   setCall(null);
   if (visio.state !== "idle") go("idle");
 }
@@ -207,7 +214,7 @@ function connected(message) {
   fillTransferTargets(message.transfer_targets || []);
   offer = null;
   if (visio.state !== "in_call") go("in_call", byId("hangup-button"));
-  startMedia({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
+  media.start({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
 }
 
 // The targets are the other services of the caller's kiosk, which the server
@@ -217,29 +224,6 @@ function fillTransferTargets(targets) {
   byId("transfer-service").replaceChildren(
     ...targets.map((service) => h("option", { value: service.id }, `${service.name}${service.open ? "" : " (fermé)"}`)),
   );
-}
-
-// A call announced again (after a reconnection) keeps its camera and media
-// object: only the peer connection is rebuilt, with a new offer.
-function startMedia({ call, iceServers, initiator }) {
-  if (!media || media.call !== call) {
-    closeMedia();
-    media = new CallMedia({
-      signaling,
-      call,
-      localVideo: byId("local-video"),
-      remoteVideo: byId("remote-video"),
-      onStatus: (mediaStatus) => {
-        byId("call-status").textContent = MEDIA_WORDS[mediaStatus] || "";
-      },
-    });
-  }
-  media.start({ initiator, iceServers }).catch((error) => console.error("media did not start", error));
-}
-
-function closeMedia() {
-  if (media) media.close();
-  media = null;
 }
 
 function peerStateChanged(message) {
@@ -289,7 +273,7 @@ function callEnded(message) {
 // Wrap-up
 
 function wrapUpStarted(message) {
-  closeMedia();
+  media.close();
   setCall(message.call);
   byId("wrapup-title").textContent = `Fin d'appel — ${serviceName(message.service)}`;
   byId("wrapup-error").textContent = "";
@@ -359,7 +343,7 @@ function welcomed(welcome) {
 }
 
 function askForToken(message) {
-  closeMedia();
+  media.close();
   setCall(null);
   byId("status-bar").hidden = true;
   byId("state-line").hidden = true;

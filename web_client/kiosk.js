@@ -4,7 +4,7 @@
 // screen with nothing of the previous visitor left on it.
 
 import { SignalingClient } from "/static/signaling.js";
-import { CallMedia } from "/static/rtc.js";
+import { MediaSlot } from "/static/rtc.js";
 import { Translator } from "/static/i18n.js";
 import { bindTokenForm, showTokenError, storedToken } from "/static/token.js";
 import { exposePageState } from "/static/page-state.js";
@@ -35,8 +35,16 @@ const REQUEST_ERROR_ALIASES = {
 
 const tr = new Translator();
 const signaling = new SignalingClient({ getToken: storedToken, getLanguage: () => tr.language });
-let media = null;
-const visio = exposePageState({ state: "home", signaling, currentMedia: () => media });
+const media = new MediaSlot({
+  signaling,
+  localVideo: byId("local-video"),
+  remoteVideo: byId("remote-video"),
+  onStatus: (status) => {
+    model.callStatus = `call.${status}`;
+    if (visio.state === "in_call") view.drawInCall(tr, model);
+  },
+});
+const visio = exposePageState({ state: "home", signaling, currentMedia: () => media.media });
 
 const model = {
   services: null,
@@ -90,7 +98,7 @@ function setCall(call) {
 
 async function goHome(notice = null) {
   stopEndedCountdown();
-  closeMedia();
+  media.close();
   setCall(null);
   model.service = null;
   model.homeNotice = notice;
@@ -204,7 +212,7 @@ function serviceById(id, fallbackName) {
 }
 
 function enterQueue(message, notice, { offered = false } = {}) {
-  closeMedia();
+  media.close();
   setCall(message.call);
   if (message.service) model.service = serviceById(message.service, message.service_name);
   model.position = message.position ?? 0;
@@ -243,30 +251,6 @@ async function leaveQueue() {
 // ---------------------------------------------------------------------------
 // The call
 
-// A call announced again (after a reconnection) keeps its camera and media
-// object: only the peer connection is rebuilt.
-function startMedia({ call, iceServers, initiator }) {
-  if (!media || media.call !== call) {
-    closeMedia();
-    media = new CallMedia({
-      signaling,
-      call,
-      localVideo: byId("local-video"),
-      remoteVideo: byId("remote-video"),
-      onStatus: (status) => {
-        model.callStatus = `call.${status}`;
-        if (visio.state === "in_call") view.drawInCall(tr, model);
-      },
-    });
-  }
-  media.start({ initiator, iceServers }).catch((error) => console.error("media did not start", error));
-}
-
-function closeMedia() {
-  if (media) media.close();
-  media = null;
-}
-
 function connected(message) {
   setCall(message.call);
   model.service = serviceById(message.service);
@@ -275,7 +259,7 @@ function connected(message) {
   if (visio.state === "in_call") view.drawInCall(tr, model);
   else go("in_call", byId("hangup-button"));
   announce(byId("call-peer").textContent);
-  startMedia({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
+  media.start({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
 }
 
 function peerStateChanged(message) {
@@ -305,7 +289,7 @@ function callEnded(message) {
     goHome((t) => t.t("home.left_queue"));
     return;
   }
-  closeMedia();
+  media.close();
   setCall(null);
   model.outcome = ENDED_OUTCOMES.has(message.outcome) ? message.outcome : "other";
   model.secondsLeft = ENDED_SCREEN_S;
@@ -361,7 +345,7 @@ function resumed(message) {
 
 function askForToken(notice) {
   clearTimeout(resumeTimer);
-  closeMedia();
+  media.close();
   setCall(null);
   visio.state = "provisioning";
   showScreen("provisioning", byId("token-input"));

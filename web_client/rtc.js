@@ -208,3 +208,26 @@ export class CallMedia {
     this.signaling.send("rtc.sdp", { call: this.call, description: { type, sdp } });
   }
 }
+
+// The one call's media of a page. A call announced again (after a reconnection)
+// keeps its camera and media object: only the peer connection is rebuilt.
+export class MediaSlot {
+  constructor({ signaling, localVideo, remoteVideo, onStatus }) {
+    Object.assign(this, { signaling, localVideo, remoteVideo, onStatus });
+    this.media = null;
+  }
+
+  start({ call, iceServers, initiator }) {
+    if (!this.media || this.media.call !== call) {
+      this.close();
+      const { signaling, localVideo, remoteVideo, onStatus } = this;
+      this.media = new CallMedia({ signaling, call, localVideo, remoteVideo, onStatus });
+    }
+    this.media.start({ initiator, iceServers }).catch((error) => console.error("media did not start", error));
+  }
+
+  close() {
+    if (this.media) this.media.close();
+    this.media = null;
+  }
+}
