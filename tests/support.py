@@ -29,6 +29,7 @@ rate_burst = 200
 heartbeat_s = {heartbeat_s}
 hello_timeout_s = {hello_timeout_s}
 max_frame_bytes = 65536
+outbound_queue = {outbound_queue}
 
 [auth]
 algorithms = ["HS256"]
@@ -130,6 +131,7 @@ def write_test_config(folder: Path, **overrides: Any) -> Path:
         "offer_timeout_s": 20,
         "hello_timeout_s": 5,
         "heartbeat_s": 2,
+        "outbound_queue": 512,
         **overrides,
     }
     path = folder / "config.toml"

@@ -4,7 +4,8 @@ Rules this module keeps:
 
 1. A connection is a reader and a writer under one TaskGroup; everything sent to the
    client goes through one bounded queue, so replies and events keep their order.
-   A client that does not read its messages fills the queue and is closed (1013).
+   A client that does not read its messages fills the queue and is dropped at once:
+   its writer is blocked on a full socket, so no close frame could reach it.
 2. The first message must be ``hello`` with a token, within ``hello_timeout_s``.
 3. Errors become ``error`` messages here and nowhere else; after an authentication
    failure, a flood, or an oversized frame the connection is closed.
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,7 +57,6 @@ class _Close:
     reason: str
 
 
-_SLOW = _Close(WSCloseCode.TRY_AGAIN_LATER, "too many unread messages")
 _FLOOD_WINDOW_S = 5.0
 """More than ``rate_burst`` refused messages within this window is a flood."""
 
@@ -88,6 +89,8 @@ class _Connection:
     closing: bool = False
     replaced: bool = False
     refused: deque[float] = field(default_factory=deque)
+    drop: Callable[[], None] = lambda: None
+    """Ends the connection without waiting for its writer (set once the writer runs)."""
 
     @property
     def role(self) -> str:
@@ -99,7 +102,7 @@ class _Connection:
         if self.outbound.qsize() >= self.limit:
             self.closing = True
             self.metrics.slow_consumer(self.role)
-            self.outbound.put_nowait(_SLOW)
+            self.drop()
             return
         self.outbound.put_nowait(encode(message))
 
@@ -152,6 +155,7 @@ class Edge:
         try:
             async with asyncio.TaskGroup() as group:
                 writer = group.create_task(self._write(conn))
+                conn.drop = lambda: _drop(writer, request)
                 await self._read(conn)
                 if not writer.done():
                     conn.outbound.put_nowait(None)
@@ -336,6 +340,12 @@ class Edge:
                 await self.desk.party_lost(conn.principal)
             except QueueError as exc:
                 log.warning("could not record the loss of %s: %s", conn.party, exc.reason)
+
+
+def _drop(writer: asyncio.Task[None], request: web.Request) -> None:
+    writer.cancel()
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _type_of(message: m.Message) -> str:

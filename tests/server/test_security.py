@@ -13,6 +13,7 @@ import jwt
 import pytest
 
 from tests.support import RunningServer, WsClient, start_server, write_test_config
+from visio_server.keys import DESK
 
 Connect = Callable[..., Awaitable[WsClient]]
 EXPERT_CAF = {"services": ["caf"], "name": "Camille Expert", "partner": "caf"}
@@ -236,3 +237,40 @@ async def test_a_newer_kiosk_connection_replaces_the_older_and_keeps_the_call(
     resumed = await second.expect("call.resumed")
     assert resumed["call"] == queued["call"] and resumed["position"] == 1
     assert await first.wait_closed() == 4000
+
+
+async def test_a_kiosk_that_stops_reading_is_closed_not_buffered_without_end(
+    tmp_path: Path,
+) -> None:
+    running = await start_server(write_test_config(tmp_path, outbound_queue=8))
+    session = aiohttp.ClientSession()
+    expert = await WsClient.connect(running.ws_url)
+    try:
+        await expert.hello(running.token("expert", "expert-1", **EXPERT_CAF))
+        await expert.request({"type": "expert.status", "status": "available"})
+        # A raw connection that is read only up to the call, then never again.
+        mute = await session.ws_connect(running.ws_url)
+        await mute.send_json(
+            {"type": "hello", "id": "1", "token": running.token("kiosk", "kiosk-1")}
+        )
+        await mute.send_json(
+            {"type": "call.request", "id": "2", "service": "caf", "beneficiary": "1234567"}
+        )
+        offer = await expert.expect("call.offered")
+        await expert.request({"type": "offer.accept", "call": offer["call"]})
+        await expert.expect("call.connected")
+        big = {"type": "offer", "sdp": "a=x\r\n" * 8_000}
+        for _ in range(400):
+            await expert.send({"type": "rtc.sdp", "call": offer["call"], "description": big})
+            if running.app[DESK].machine.call(offer["call"]).kiosk_lost_until is not None:
+                break
+            await asyncio.sleep(0.01)  # stays under the rate limit
+        lost = await expert.expect("call.peer_state", timeout=10)
+        assert lost["state"] == "lost"
+        metrics = await (await session.get(f"{running.url}/metrics")).text()
+        assert 'visio_slow_consumers_total{role="kiosk"} 1.0' in metrics
+        assert (await expert.request({"type": "ping"}))["type"] == "pong"
+    finally:
+        await expert.close()
+        await session.close()
+        await running.stop()
