@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ids import CallId, ExpertId, KioskId, ServiceId
-from .model import ExpertStatus
+from .model import ExpertStatus, PartyRole
 
 __all__ = [
     "AcceptOffer",
@@ -107,6 +107,9 @@ class HangUp(Command):
     call: CallId
     by: str
     """The kiosk id or expert id of the party hanging up."""
+    role: PartyRole
+    """Which of the two ``by`` names: ids of kiosks and experts come from different
+    sources and may collide."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class TransferCall(Command):
 class ReportMediaFailure(Command):
     call: CallId
     by: str
+    role: PartyRole
     detail: str = ""
 
 

@@ -82,7 +82,7 @@ class WaitEstimator:
 
     def mean_patience(self, service: str) -> float:
         history = self._of(service)
-        if history.abandons == 0:
+        if history.abandons == 0 or history.exposure_s <= 0:
             return math.inf
         return history.exposure_s / history.abandons
 

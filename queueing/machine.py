@@ -77,6 +77,17 @@ from .model import (
 __all__ = ["ON_BREAK", "QueueMachine", "QueueSettings", "ServiceStatus"]
 
 _QUEUED = (CallState.WAITING, CallState.OFFERED)
+# Timers due at the same instant fire in this order, then by key: an order that
+# follows from the state alone, so a restored machine fires them as the live one
+# did. When both parties of a call are lost, the kiosk's loss ends the call.
+_TIMER_RANK = {
+    "offer": 0,
+    "declined": 1,
+    "max_wait": 2,
+    "kiosk_lost": 3,
+    "expert_lost": 4,
+    "wrap_up": 5,
+}
 ON_BREAK = "break"
 """Key of ``ServiceStatus.experts`` for idle experts whose status is not available."""
 
@@ -129,7 +140,6 @@ class QueueMachine:
         self._round_robin: dict[ServiceId, ExpertId] = {}
         self._seq = 0
         self._timers: list[tuple[float, int, str, str]] = []
-        self._timer_seq = 0
         self._out: list[Event] = []
         self._touched: set[ServiceId] = set()
 
@@ -263,8 +273,8 @@ class QueueMachine:
 
     def handle_timer(self, now: float) -> list[Event]:
         while self._timers and self._timers[0][0] <= now:
-            deadline, _seq, kind, key = heapq.heappop(self._timers)
-            if self._timer_valid(deadline, _seq, kind, key):
+            deadline, rank, kind, key = heapq.heappop(self._timers)
+            if self._timer_valid(deadline, rank, kind, key):
                 self._fire(kind, key, deadline, now)
         return self._settle(now)
 
@@ -278,10 +288,9 @@ class QueueMachine:
     # ------------------------------------------------------------------ timers
 
     def _arm(self, deadline: float, kind: str, key: str) -> None:
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (deadline, self._timer_seq, kind, key))
+        heapq.heappush(self._timers, (deadline, _TIMER_RANK[kind], kind, key))
 
-    def _timer_valid(self, deadline: float, _seq: int, kind: str, key: str) -> bool:
+    def _timer_valid(self, deadline: float, _rank: int, kind: str, key: str) -> bool:
         if kind == "wrap_up":
             expert = self._experts.get(ExpertId(key))
             return (
@@ -504,6 +513,7 @@ class QueueMachine:
         self._emit(OfferEnded(now, call.id, call.service, expert.id, "accepted"))
         self._dequeue(call)
         call.state = CallState.CONNECTED
+        call.declined_until = {}
         call.offered_to = set()
         call.offer_expires_at = None
         call.expert = expert.id
@@ -525,12 +535,11 @@ class QueueMachine:
         self._close_offer(call, expert, "declined", now)
 
     def _hang_up(self, cmd: HangUp, now: float) -> None:
-        call = self._party_of_connected(cmd.call, cmd.by)
-        role = "kiosk" if cmd.by == call.kiosk else "expert"
-        self._end(call, Outcome.ANSWERED, f"hangup_{role}", now)
+        call = self._party_of_connected(cmd.call, cmd.by, cmd.role)
+        self._end(call, Outcome.ANSWERED, f"hangup_{cmd.role}", now)
 
     def _media_failed(self, cmd: ReportMediaFailure, now: float) -> None:
-        call = self._party_of_connected(cmd.call, cmd.by)
+        call = self._party_of_connected(cmd.call, cmd.by, cmd.role)
         self._end(call, Outcome.FAILED, cmd.detail or "media", now)
 
     def _finish_wrap_up(self, cmd: FinishWrapUp, now: float) -> None:
@@ -547,12 +556,14 @@ class QueueMachine:
         self._end_wrap_up(expert, cmd.reason, now, automatic=False)
 
     def _transfer(self, cmd: TransferCall, now: float) -> None:
-        call = self._party_of_connected(cmd.call, cmd.expert)
-        if call.expert != cmd.expert:
-            raise QueueError("not_your_call", "only the expert of the call can transfer it")
+        call = self._party_of_connected(cmd.call, cmd.expert, "expert")
         target = self.services.get(cmd.service)
         if target is None:
             raise QueueError("unknown_service", f"service {cmd.service!r} does not exist")
+        if target.id not in self.kiosks[call.kiosk].services:
+            raise QueueError(
+                "service_not_offered", f"{target.name} is not offered at the caller's kiosk"
+            )
         if target.id == call.service:
             raise QueueError("same_service", "the call is already in this service")
         if not target.hours.is_open(now):
@@ -628,11 +639,11 @@ class QueueMachine:
             raise QueueError("not_offered", "this call is not offered to you (any more)")
         return call, expert
 
-    def _party_of_connected(self, call_id: CallId, party: str) -> Call:
+    def _party_of_connected(self, call_id: CallId, party: str, role: str) -> Call:
         call = self._calls.get(call_id)
         if call is None:
             raise QueueError("unknown_call", f"call {call_id!r} does not exist or has ended")
-        if party not in (call.kiosk, call.expert):
+        if party != (call.kiosk if role == "kiosk" else call.expert):
             raise QueueError("not_your_call", "you are not a party of this call")
         if call.state is not CallState.CONNECTED:
             raise QueueError("not_in_call", "the call is not connected")
@@ -873,18 +884,40 @@ class QueueMachine:
             "wrap_up_service": dict(self._wrap_up_service),
         }
 
-    def restore(self, data: dict[str, Any]) -> None:
+    def restore(self, data: dict[str, Any]) -> list[CallId]:
+        """Take back a snapshot; returns the calls left out because the configuration no
+        longer has their service or kiosk (so that a changed configuration still starts)."""
         self._reset()
         self._seq = data["seq"]
-        self._round_robin = {ServiceId(k): ExpertId(v) for k, v in data["round_robin"].items()}
+        self._round_robin = {
+            ServiceId(k): ExpertId(v)
+            for k, v in data["round_robin"].items()
+            if ServiceId(k) in self.services
+        }
+        dropped = [
+            CallId(raw["id"])
+            for raw in data["calls"]
+            if raw["service"] not in self.services or raw["kiosk"] not in self.kiosks
+        ]
         for raw in data["experts"]:
             expert = _expert_from_dict(raw)
+            expert.services = frozenset(s for s in expert.services if s in self.services)
             self._experts[expert.id] = expert
         self._online = {ExpertId(e) for e in data["online"]}
         self._wrap_up_service = {
-            ExpertId(k): ServiceId(v) for k, v in data["wrap_up_service"].items()
+            ExpertId(k): ServiceId(v)
+            for k, v in data["wrap_up_service"].items()
+            if ServiceId(v) in self.services
         }
+        for expert in self._experts.values():
+            left_behind = expert.call in dropped or (
+                expert.state is ExpertState.WRAP_UP and expert.id not in self._wrap_up_service
+            )
+            if left_behind:
+                expert.state, expert.call, expert.wrap_up_until = ExpertState.IDLE, None, None
         for raw in data["calls"]:
+            if raw["id"] in dropped:
+                continue
             call = _call_from_dict(raw)
             self._calls[call.id] = call
             self._kiosk_calls[call.kiosk] = call.id
@@ -894,6 +927,7 @@ class QueueMachine:
                 call.position = position
         self._touched = set()
         self._rearm_all()
+        return dropped
 
     def _rearm_all(self) -> None:
         for call in self._calls.values():

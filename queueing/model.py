@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 from .hours import ALWAYS_OPEN, OpeningHours
 from .ids import CallId, ExpertId, KioskId, ServiceId
@@ -23,9 +24,14 @@ __all__ = [
     "ExpertStatus",
     "KioskSpec",
     "Outcome",
+    "PartyRole",
     "ServiceSpec",
     "Strategy",
 ]
+
+
+PartyRole = Literal["kiosk", "expert"]
+"""The two parties of a call as the queue knows them (interpreters count as experts)."""
 
 
 class Strategy(StrEnum):

@@ -39,6 +39,7 @@ from queueing import (
     ExpertId,
     ExpertLost,
     ExpertSignIn,
+    ExpertState,
     ExpertStatus,
     FinishWrapUp,
     HangUp,
@@ -67,7 +68,7 @@ from queueing import (
     event_from_record,
     event_record,
 )
-from queueing.model import Call
+from queueing.model import Call, PartyRole
 from signaling import MessageBus, address
 from signaling import messages as m
 
@@ -87,6 +88,11 @@ _REFUSALS = {
 _TIMER_RECORD = "Timer"
 _STATUS_THROTTLE_S = 0.5
 _ESTIMATE_STEP_S = 30.0
+_RETRY_S = 1.0
+
+
+def _party_role(party: Principal) -> PartyRole:
+    return "kiosk" if party.role == "kiosk" else "expert"
 
 
 class Desk:
@@ -122,16 +128,29 @@ class Desk:
 
     async def start(self) -> None:
         """Rebuild the queue from the store; everyone gets the restart grace to come back."""
+        held_anything = await self._rebuild()
+        await self._learn_from_history()
+        if held_anything:
+            await self.execute(Restarted())
+        self.ready = True
+
+    async def _rebuild(self) -> bool:
+        """Make the machine exactly what the store holds; True if it held anything."""
         recovered = await self.store.load()
+        self.machine = QueueMachine(
+            self.config.service_specs(), self.config.kiosk_specs(), self.config.queue_settings()
+        )
         if recovered.snapshot is not None:
-            self.machine.restore(recovered.snapshot)
+            dropped = self.machine.restore(recovered.snapshot)
+            if dropped:
+                log.warning(
+                    "calls of services or kiosks no longer configured left out: %s", dropped
+                )
         for record in recovered.journal:
             self._replay(record)
         self._entry = recovered.last_entry
-        await self._learn_from_history()
-        if recovered.snapshot is not None or recovered.journal:
-            await self.execute(Restarted())
-        self.ready = True
+        self._since_snapshot = len(recovered.journal)
+        return recovered.snapshot is not None or bool(recovered.journal)
 
     def _replay(self, record: dict[str, Any]) -> None:
         if record["kind"] == _TIMER_RECORD:
@@ -146,7 +165,7 @@ class Desk:
     async def _learn_from_history(self) -> None:
         since = self.clock() - 14 * 86400
         for row in await self.store.read_events(since=since):
-            self._observe(event_from_record(row))
+            self._learn(event_from_record(row))
 
     async def run(self) -> None:
         """Fire the queue's timers and push queue status; runs until cancelled."""
@@ -162,12 +181,18 @@ class Desk:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_changed.wait(), delay)
                 continue
-            async with self._lock:
-                now = self.clock()
-                due = self.machine.get_timer()
-                if due is not None and due <= now:
-                    events = self.machine.handle_timer(now)
-                    await self._commit({"kind": _TIMER_RECORD, "at": now}, events, now)
+            try:
+                async with self._lock:
+                    now = self.clock()
+                    due = self.machine.get_timer()
+                    if due is not None and due <= now:
+                        events = self.machine.handle_timer(now)
+                        await self._persist({"kind": _TIMER_RECORD, "at": now}, events)
+                        await self._publish(events, now)
+            except Exception:
+                # The store rolled the machine back: the same timers fire again later.
+                log.exception("queue timers could not be handled; retrying")
+                await asyncio.sleep(_RETRY_S)
 
     async def _run_status(self) -> None:
         refresh = max(self.config.queue.estimate_refresh_s, 1.0) * 3
@@ -176,8 +201,11 @@ class Desk:
                 await asyncio.wait_for(self._status_changed.wait(), refresh)
             self._status_changed.clear()
             now = self.clock()
-            await self._publish_status(now)
-            await self._refresh_estimates(now)
+            try:
+                await self._publish_status(now)
+                await self._refresh_estimates(now)
+            except Exception:
+                log.exception("queue status could not be published")
             await asyncio.sleep(_STATUS_THROTTLE_S)
 
     # ------------------------------------------------------------------ commands
@@ -186,18 +214,41 @@ class Desk:
         async with self._lock:
             now = self.clock()
             events = self.machine.apply(command, now)
-            await self._commit(command_record(command, now), events, now)
+            await self._persist(command_record(command, now), events)
+            await self._publish(events, now)
             return events
 
-    async def _commit(self, record: dict[str, Any], events: list[Event], now: float) -> None:
-        self._entry += 1
-        await self.store.append(self._entry, record, [event_record(e) for e in events])
+    async def _persist(self, record: dict[str, Any], events: list[Event]) -> None:
+        """Store the entry, or put the machine back as the store holds it and refuse."""
+        entry = self._entry + 1
+        try:
+            await self.store.append(entry, record, [event_record(e) for e in events])
+        except Exception:
+            log.exception("the store did not take journal entry %s", entry)
+            await self._roll_back()
+            raise QueueError(
+                "service_unavailable", "the server could not record this; please try again"
+            ) from None
+        self._entry = entry
         self._since_snapshot += 1
         if self._since_snapshot >= self.config.storage.snapshot_every:
-            await self.store.compact(self.machine.snapshot(), self._entry)
-            self._since_snapshot = 0
+            try:
+                await self.store.compact(self.machine.snapshot(), entry)
+                self._since_snapshot = 0
+            except Exception:  # the journal still holds everything: compact next time
+                log.exception("the store could not compact its journal")
+
+    async def _roll_back(self) -> None:
+        try:
+            await self._rebuild()
+        except Exception:
+            log.exception("the store cannot be read back: this node is not ready")
+            self.ready = False
+
+    async def _publish(self, events: list[Event], now: float) -> None:
         for event in events:
-            self._observe(event)
+            self._learn(event)
+            self._count(event)
         await self._route(events, now)
         self._timer_changed.set()
         if events:
@@ -221,6 +272,9 @@ class Desk:
         call = self.machine.call(record.call) if record and record.call else None
         if call is not None and call.state is CallState.CONNECTED:
             await self._announce_connected(call, self.clock())
+        if record is not None and record.state is ExpertState.OFFERED and call is not None:
+            # A console reloaded while ringing: ring again for the time that is left.
+            await self._route([self._offered_again(call, expert_id)], self.clock())
         wrap_up = self.machine.wrap_up_of(expert_id)
         if wrap_up is not None:
             # A console reloaded during wrap-up needs the reasons again to finish it.
@@ -267,10 +321,12 @@ class Desk:
         await self.execute(CancelCall(CallId(call), KioskId(kiosk.id)))
 
     async def hang_up(self, party: Principal, call: str) -> None:
-        await self.execute(HangUp(CallId(call), party.id))
+        await self.execute(HangUp(CallId(call), party.id, _party_role(party)))
 
     async def media_failed(self, party: Principal, call: str, detail: str) -> None:
-        await self.execute(ReportMediaFailure(CallId(call), party.id, detail or "media_failed"))
+        await self.execute(
+            ReportMediaFailure(CallId(call), party.id, _party_role(party), detail or "media_failed")
+        )
 
     async def set_status(self, expert: Principal, status: str) -> None:
         await self.execute(SetStatus(ExpertId(expert.id), ExpertStatus(status)))
@@ -385,18 +441,14 @@ class Desk:
 
     # ------------------------------------------------------------------ wait estimate
 
-    def _observe(self, event: Event) -> None:
+    def _count(self, event: Event) -> None:
+        """Metrics count live events only: a restart must not count history again."""
         match event:
             case CallConnected():
-                self.estimator.observe_wait(event.service, event.waited_s, abandoned=False)
                 self.metrics.call_answered(event.service, event.waited_s)
             case CallEnded():
                 if event.short:
                     self.metrics.short_abandon(event.service)
-                elif event.outcome is Outcome.ABANDONED:
-                    self.estimator.observe_wait(event.service, event.waited_s, abandoned=True)
-                if event.talk_s is not None:
-                    self._talk[event.call] = event.talk_s
                 self.metrics.call_left(
                     event.service, event.outcome.value, event.waited_s, event.talk_s
                 )
@@ -407,6 +459,17 @@ class Desk:
                 self.metrics.call_left(event.from_service, Outcome.TRANSFERRED.value, None, None)
             case OfferEnded():
                 self.metrics.offer_ended(event.service, event.result)
+
+    def _learn(self, event: Event) -> None:
+        """What the wait estimate learns, from live events and from the event log."""
+        match event:
+            case CallConnected():
+                self.estimator.observe_wait(event.service, event.waited_s, abandoned=False)
+            case CallEnded():
+                if event.outcome is Outcome.ABANDONED and not event.short:
+                    self.estimator.observe_wait(event.service, event.waited_s, abandoned=True)
+                if event.talk_s is not None:
+                    self._talk[event.call] = event.talk_s
             case WrapUpStarted():
                 self._wrap_started[event.call] = event.at
             case WrapUpFinished():
@@ -569,6 +632,22 @@ class Desk:
                             reason=event.reason,
                         ),
                     )
+
+    def _offered_again(self, call: Call, expert: ExpertId) -> CallOffered:
+        now = self.clock()
+        return CallOffered(
+            now,
+            call.id,
+            call.service,
+            call.kiosk,
+            expert,
+            call.beneficiary,
+            now - call.queued_at,
+            call.offer_expires_at or now,
+            call.language,
+            call.interpreter,
+            call.transferred_from,
+        )
 
     def _offer_message(self, event: CallOffered, now: float) -> m.CallOffered:
         spec = self.machine.services[event.service]

@@ -88,6 +88,7 @@ class _Connection:
     subscriptions: list[Subscription] = field(default_factory=list)
     closing: bool = False
     replaced: bool = False
+    watching: bool = False
     refused: deque[float] = field(default_factory=deque)
     drop: Callable[[], None] = lambda: None
     """Ends the connection without waiting for its writer (set once the writer runs)."""
@@ -190,12 +191,21 @@ class Edge:
         # An absolute deadline: heartbeat pongs must not extend the time to say hello.
         hello_deadline = loop.time() + self.server.hello_timeout_s
         while not conn.closing:
+            # Until hello, the hello deadline; after it, the token's expiry: a silent
+            # client must not keep receiving events on a token that is no longer valid.
+            deadline = hello_deadline
+            if conn.principal is not None:
+                left = conn.principal.expires_at + self.config.auth.leeway_s - time.time()
+                deadline = loop.time() + left
             try:
-                async with asyncio.timeout_at(None if conn.principal else hello_deadline):
+                async with asyncio.timeout_at(deadline):
                     frame = await conn.ws.receive()
             except TimeoutError:
-                self._refuse(conn, NotAuthenticated("no 'hello' received in time"), None)
-                conn.close(WSCloseCode.POLICY_VIOLATION, "hello expected")
+                reason = (
+                    "the token has expired" if conn.principal else "no 'hello' received in time"
+                )
+                self._refuse(conn, NotAuthenticated(reason), None)
+                conn.close(WSCloseCode.POLICY_VIOLATION, reason)
                 return
             if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return
@@ -234,6 +244,12 @@ class Edge:
             self._refuse(conn, exc, request_id or request_id_of(data))
             if isinstance(exc, NotAuthenticated):
                 conn.close(WSCloseCode.POLICY_VIOLATION, exc.reason[:100])
+            return
+        except Exception:
+            # A fault of the server, not of the client: say so and keep the connection.
+            log.exception("message from %s failed", conn.role)
+            failure = QueueError("internal", "the server failed to handle this message")
+            self._refuse(conn, failure, request_id or request_id_of(data))
             return
         if reply is not None:
             conn.deliver(reply)
@@ -285,7 +301,9 @@ class Edge:
                 target = (
                     "watch:*" if principal.role == "admin" else address("watch", principal.partner)
                 )
-                conn.subscriptions.append(self.bus.subscribe(target, conn.deliver))
+                if not conn.watching:
+                    conn.watching = True
+                    conn.subscriptions.append(self.bus.subscribe(target, conn.deliver))
                 conn.deliver(m.Ack(id=message.id))
                 return desk.queue_status(principal, time.time())
         return m.Ack(id=message.id)  # type: ignore[attr-defined]

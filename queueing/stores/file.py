@@ -37,6 +37,7 @@ class FileQueueStore:
         self._events: IO[str] | None = None
 
     async def load(self) -> Recovered:
+        await self.close()  # loading again (after a failed write) starts from the files
         snapshot_entry = 0
         snapshot = None
         if self._snapshot_path.exists():
@@ -78,13 +79,15 @@ class FileQueueStore:
     async def compact(self, snapshot: dict[str, Any], entry: int) -> None:
         assert self._journal is not None, "load() first"
         temporary = self._snapshot_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"n": entry, "state": snapshot}), "utf-8")
+        with temporary.open("w", encoding="utf-8") as stream:
+            self._write(stream, json.dumps({"n": entry, "state": snapshot}))
         os.replace(temporary, self._snapshot_path)
         # The snapshot is in place: entries up to ``entry`` are now redundant.
         kept = [row for row in _read_lines(self._journal_path) if row["n"] > entry]
         self._journal.close()
         rewritten = self._journal_path.with_suffix(".tmp")
-        rewritten.write_text("".join(_line(row) for row in kept), "utf-8")
+        with rewritten.open("w", encoding="utf-8") as stream:
+            self._write(stream, "".join(_line(row) for row in kept))
         os.replace(rewritten, self._journal_path)
         self._journal = self._journal_path.open("a", encoding="utf-8")
 

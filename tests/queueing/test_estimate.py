@@ -191,7 +191,7 @@ def test_queue_view_counts_an_expert_in_wrap_up_as_busy():
     sign_in(m, "a", 0.0)
     request(m, "c1", 10.0)
     m.apply(AcceptOffer(ExpertId("a"), CallId("c1")), 20.0)
-    m.apply(HangUp(CallId("c1"), "a"), 50.0)
+    m.apply(HangUp(CallId("c1"), "a", "expert"), 50.0)
 
     view = m.queue_view(CAF, 60.0)
 

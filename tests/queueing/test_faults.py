@@ -164,7 +164,7 @@ def test_requeued_call_answered_again_keeps_its_first_answer_time():
     m.apply(SetStatus(B, ExpertStatus.AVAILABLE), 26.0)
     m.apply(AcceptOffer(B, C1), 27.0)
 
-    ended = one(m.apply(HangUp(C1, "k1"), 100.0), CallEnded)
+    ended = one(m.apply(HangUp(C1, "k1", "kiosk"), 100.0), CallEnded)
 
     assert (ended.expert, ended.waited_s, ended.talk_s) == (B, 9.0, 73.0)
 
@@ -372,7 +372,7 @@ def busy_machine() -> QueueMachine:
     m.apply(AcceptOffer(A, C1), 4.0)
     m.apply(AcceptOffer(B, C2), 5.0)
     m.apply(DeclineOffer(ExpertId("c"), C3), 6.0)
-    m.apply(HangUp(C2, "b"), 7.0)  # b in wrap-up
+    m.apply(HangUp(C2, "b", "expert"), 7.0)  # b in wrap-up
     request(m, "c4", 8.0, kiosk="k4")  # -> c
     m.apply(KioskLost(K1), 9.0)
     m.apply(AcceptOffer(ExpertId("c"), CallId("c4")), 10.0)
@@ -481,3 +481,36 @@ def test_restart_gives_parties_lost_before_it_the_restart_grace_too():
     assert lost[("kiosk", "k2")] == 290.0
     assert restored.get_timer() == 290.0
     assert only(restored.handle_timer(200.0), CallEnded) == []
+
+
+def test_restored_machine_fires_simultaneous_restart_deadlines_as_the_live_one():
+    """After a restart every lost party shares one deadline: the order they fire in
+    follows from the state, so a restore (which re-arms in its own order) agrees."""
+    live = in_call_with_a()
+    live.apply(Restarted(), 100.0)
+    restored = machine(expert_grace_s=5.0, kiosk_grace_s=60.0, restart_grace_s=90.0)
+    restored.restore(copy.deepcopy(live.snapshot()))
+
+    assert restored.handle_timer(190.0) == live.handle_timer(190.0)
+    assert restored.snapshot() == live.snapshot()
+
+
+def test_both_parties_lost_for_good_ends_the_call_as_answered():
+    m = in_call_with_a()
+    m.apply(Restarted(), 100.0)
+    ended = one([e for e in m.handle_timer(190.0) if getattr(e, "call", None) == C1], CallEnded)
+    assert (ended.outcome, ended.reason) == (Outcome.ANSWERED, "kiosk_lost")
+
+
+def test_restore_leaves_out_calls_of_a_service_no_longer_configured():
+    m = in_call_with_a()
+    snapshot = m.snapshot()
+    smaller = machine([service("caf")], expert_grace_s=5.0)
+    for call in snapshot["calls"]:
+        call["service"] = "msa" if call["id"] == "c2" else call["service"]
+
+    dropped = smaller.restore(snapshot)
+
+    assert dropped == [C2]
+    assert smaller.call(C2) is None and smaller.call(C1) is not None
+    assert [c.id for c in smaller.queued(CAF)] == [C3]

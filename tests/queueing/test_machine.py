@@ -483,7 +483,7 @@ def test_answered_call_does_not_time_out():
 def test_hang_up_ends_the_call_answered_and_starts_wrap_up():
     m = connected(now=10.0)
 
-    events = m.apply(HangUp(C1, "k1"), 70.0)
+    events = m.apply(HangUp(C1, "k1", "kiosk"), 70.0)
 
     ended = one(events, CallEnded)
     assert (ended.outcome, ended.reason, ended.expert, ended.waited_s, ended.talk_s) == (
@@ -501,14 +501,14 @@ def test_hang_up_ends_the_call_answered_and_starts_wrap_up():
 def test_hang_up_by_the_expert_says_so():
     m = connected()
 
-    assert one(m.apply(HangUp(C1, "a"), 20.0), CallEnded).reason == "hangup_expert"
+    assert one(m.apply(HangUp(C1, "a", "expert"), 20.0), CallEnded).reason == "hangup_expert"
 
 
 def test_hang_up_by_a_stranger_is_an_error():
     m = connected()
 
     with pytest.raises(QueueError) as raised:
-        m.apply(HangUp(C1, "k2"), 20.0)
+        m.apply(HangUp(C1, "k2", "kiosk"), 20.0)
 
     assert raised.value.code == "not_your_call"
 
@@ -518,7 +518,7 @@ def test_hang_up_of_a_waiting_call_is_an_error():
     request(m, "c1", 1.0)
 
     with pytest.raises(QueueError) as raised:
-        m.apply(HangUp(C1, "k1"), 2.0)
+        m.apply(HangUp(C1, "k1", "kiosk"), 2.0)
 
     assert raised.value.code == "not_in_call"
 
@@ -526,7 +526,7 @@ def test_hang_up_of_a_waiting_call_is_an_error():
 def test_media_failure_ends_the_call_failed_with_wrap_up():
     m = connected()
 
-    events = m.apply(ReportMediaFailure(C1, "a", "ice_failed"), 20.0)
+    events = m.apply(ReportMediaFailure(C1, "a", "expert", "ice_failed"), 20.0)
 
     ended = one(events, CallEnded)
     assert (ended.outcome, ended.reason) == (Outcome.FAILED, "ice_failed")
@@ -535,7 +535,7 @@ def test_media_failure_ends_the_call_failed_with_wrap_up():
 
 def test_wrap_up_finishes_with_a_visit_reason_of_the_service():
     m = connected()
-    m.apply(HangUp(C1, "a"), 20.0)
+    m.apply(HangUp(C1, "a", "expert"), 20.0)
 
     events = m.apply(FinishWrapUp(A, C1, "Dossier en cours"), 30.0)
 
@@ -546,7 +546,7 @@ def test_wrap_up_finishes_with_a_visit_reason_of_the_service():
 
 def test_wrap_up_refuses_an_unknown_visit_reason_and_changes_nothing():
     m = connected()
-    m.apply(HangUp(C1, "a"), 20.0)
+    m.apply(HangUp(C1, "a", "expert"), 20.0)
     before = m.snapshot()
 
     with pytest.raises(QueueError) as raised:
@@ -569,7 +569,7 @@ def test_finishing_a_wrap_up_that_is_not_running_is_an_error():
 def test_wrap_up_finishes_automatically_at_its_timeout():
     m = machine([service("caf", wrap_up_s=120.0)])
     m = connected(m)
-    m.apply(HangUp(C1, "a"), 20.0)
+    m.apply(HangUp(C1, "a", "expert"), 20.0)
 
     assert m.get_timer() == 140.0
     events = run_until(m, 140.0)
@@ -581,7 +581,7 @@ def test_wrap_up_finishes_automatically_at_its_timeout():
 def test_expert_gets_the_next_caller_after_wrap_up():
     m = connected()
     request(m, "c2", 15.0, kiosk="k2")
-    m.apply(HangUp(C1, "a"), 20.0)
+    m.apply(HangUp(C1, "a", "expert"), 20.0)
 
     events = m.apply(FinishWrapUp(A, C1, "Information"), 25.0)
 
@@ -805,7 +805,7 @@ def test_expert_on_break_after_the_call_gets_no_new_caller():
     m = connected()
     m.apply(SetStatus(A, ExpertStatus.BREAK), 20.0)
     request(m, "c2", 25.0, kiosk="k2")
-    m.apply(HangUp(C1, "k1"), 30.0)
+    m.apply(HangUp(C1, "k1", "kiosk"), 30.0)
 
     events = m.apply(FinishWrapUp(A, C1, "Autre"), 40.0)
 
@@ -850,3 +850,34 @@ def test_status_counts_experts_by_state():
     assert status.experts["offered"] == 1
     assert status.experts["disconnected"] == 1
     assert status.open is True
+
+
+def test_transfer_to_a_service_outside_the_kiosk_catalogue_is_refused():
+    m = machine(
+        [service("caf"), service("cpam"), service("msa")],
+        [kiosk("k1", ("caf", "cpam")), kiosk("k2", ("caf", "cpam"))],
+    )
+    sign_in(m, "a", 0.0, ("caf",))
+    sign_in(m, "b", 0.0, ("msa",))
+    request(m, "c1", 1.0)
+    m.apply(AcceptOffer(A, C1), 2.0)
+    before = m.snapshot()
+
+    with pytest.raises(QueueError) as raised:
+        m.apply(TransferCall(A, C1, ServiceId("msa")), 3.0)
+
+    assert raised.value.code == "service_not_offered"
+    assert m.snapshot() == before
+
+
+def test_an_expert_whose_id_is_a_kiosk_id_cannot_end_that_kiosks_call():
+    m = machine([service("caf"), service("cpam")])
+    sign_in(m, "a", 0.0, ("caf",))
+    sign_in(m, "k1", 0.0, ("cpam",))
+    request(m, "c1", 1.0, kiosk="k1")
+    m.apply(AcceptOffer(A, C1), 2.0)
+
+    for command in (HangUp(C1, "k1", "expert"), ReportMediaFailure(C1, "k1", "expert")):
+        with pytest.raises(QueueError) as raised:
+            m.apply(command, 3.0)
+        assert raised.value.code == "not_your_call"

@@ -68,10 +68,10 @@ COMMANDS: list[Command] = [
     SetStatus(A, ExpertStatus.AVAILABLE),
     AcceptOffer(A, C1),
     DeclineOffer(A, C1),
-    HangUp(C1, "k1"),
+    HangUp(C1, "k1", "kiosk"),
     FinishWrapUp(A, C1, "Autre"),
     TransferCall(A, C1, CPAM),
-    ReportMediaFailure(C1, "a", "ice_failed"),
+    ReportMediaFailure(C1, "a", "expert", "ice_failed"),
     Restarted(),
 ]
 

@@ -44,7 +44,7 @@ SCENARIO: list[tuple[Command, float]] = [
     (RequestCall(CallId("c2"), KioskId("k2"), CAF, "7654321"), 3.0),
     (AcceptOffer(A, CallId("c1")), 4.0),
     (KioskLost(KioskId("k2")), 5.0),
-    (HangUp(CallId("c1"), "k1"), 60.0),
+    (HangUp(CallId("c1"), "k1", "kiosk"), 60.0),
 ]
 
 

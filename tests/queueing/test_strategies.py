@@ -39,7 +39,7 @@ A, B, C = ExpertId("a"), ExpertId("b"), ExpertId("c")
 def answer_and_finish(m, expert: ExpertId, call: str, now: float) -> None:
     """``expert`` takes ``call`` (already offered to them), talks, and wraps up."""
     m.apply(AcceptOffer(expert, CallId(call)), now)
-    m.apply(HangUp(CallId(call), expert), now + 1)
+    m.apply(HangUp(CallId(call), expert, "expert"), now + 1)
     m.apply(FinishWrapUp(expert, CallId(call), "Autre"), now + 2)
 
 
