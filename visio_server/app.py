@@ -58,11 +58,13 @@ async def _run_desk(app: web.Application) -> AsyncIterator[None]:
     desk = app[DESK]
     await desk.start()
     runner = asyncio.create_task(desk.run(), name="desk")
-    yield
-    runner.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await runner
-    await desk.store.close()
+    try:
+        yield
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        await desk.store.close()
 
 
 async def _close_connections(app: web.Application) -> None:
