@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 apt_packages=()
 command -v chromium >/dev/null || apt_packages+=(chromium)
 command -v promtool >/dev/null || apt_packages+=(prometheus)
+command -v turnserver >/dev/null || apt_packages+=(coturn)
 command -v ip >/dev/null || apt_packages+=(iproute2)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "== installing ${apt_packages[*]}"
