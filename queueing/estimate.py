@@ -24,6 +24,9 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
+from .events import CallConnected, CallEnded, CallTransferred, Event, WrapUpFinished, WrapUpStarted
+from .model import Outcome
+
 __all__ = ["QueueView", "WaitEstimator", "WaitRange"]
 
 WaitRange = tuple[float, float]
@@ -58,9 +61,32 @@ class WaitEstimator:
         self.samples = samples
         self.max_positions = max_positions
         self._history: dict[str, _ServiceHistory] = {}
+        self._talk: dict[str, float] = {}
+        self._wrap_started: dict[str, float] = {}
 
     def _of(self, service: str) -> _ServiceHistory:
         return self._history.setdefault(service, _ServiceHistory())
+
+    def observe(self, event: Event) -> None:
+        """Learn from a queue event: waits, abandons, and handle times (talk plus
+        wrap-up, measured per expert, so a transferred call's two legs stay apart)."""
+        match event:
+            case CallConnected():
+                self.observe_wait(event.service, event.waited_s, abandoned=False)
+            case CallEnded():
+                if event.outcome is Outcome.ABANDONED and not event.short:
+                    self.observe_wait(event.service, event.waited_s, abandoned=True)
+                if event.talk_s is not None and event.expert is not None:
+                    self._talk[event.expert] = event.talk_s
+            case CallTransferred():
+                self._talk.pop(event.expert, None)
+            case WrapUpStarted():
+                self._wrap_started[event.expert] = event.at
+            case WrapUpFinished():
+                started = self._wrap_started.pop(event.expert, event.at)
+                talk = self._talk.pop(event.expert, None)
+                if talk is not None:
+                    self.observe_handled(event.service, talk + event.at - started)
 
     def observe_handled(self, service: str, handle_s: float) -> None:
         """A call was answered and finished: it kept an expert busy ``handle_s``."""

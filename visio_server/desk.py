@@ -61,7 +61,6 @@ from queueing import (
     SetStatus,
     TransferCall,
     WaitEstimator,
-    WrapUpFinished,
     WrapUpStarted,
     command_from_record,
     command_record,
@@ -120,8 +119,6 @@ class Desk:
         self._status_changed = asyncio.Event()
         self._estimates: dict[ServiceId, tuple[float, list[tuple[float, float] | None]]] = {}
         self._told: dict[CallId, tuple[int, float | None, float | None]] = {}
-        self._talk: dict[CallId, float] = {}
-        self._wrap_started: dict[CallId, float] = {}
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -165,7 +162,7 @@ class Desk:
     async def _learn_from_history(self) -> None:
         since = self.clock() - 14 * 86400
         for row in await self.store.read_events(since=since):
-            self._learn(event_from_record(row))
+            self.estimator.observe(event_from_record(row))
 
     async def run(self) -> None:
         """Fire the queue's timers and push queue status; runs until cancelled."""
@@ -247,7 +244,7 @@ class Desk:
 
     async def _publish(self, events: list[Event], now: float) -> None:
         for event in events:
-            self._learn(event)
+            self.estimator.observe(event)
             self._count(event)
         await self._route(events, now)
         self._timer_changed.set()
@@ -459,23 +456,6 @@ class Desk:
                 self.metrics.call_left(event.from_service, Outcome.TRANSFERRED.value, None, None)
             case OfferEnded():
                 self.metrics.offer_ended(event.service, event.result)
-
-    def _learn(self, event: Event) -> None:
-        """What the wait estimate learns, from live events and from the event log."""
-        match event:
-            case CallConnected():
-                self.estimator.observe_wait(event.service, event.waited_s, abandoned=False)
-            case CallEnded():
-                if event.outcome is Outcome.ABANDONED and not event.short:
-                    self.estimator.observe_wait(event.service, event.waited_s, abandoned=True)
-                if event.talk_s is not None:
-                    self._talk[event.call] = event.talk_s
-            case WrapUpStarted():
-                self._wrap_started[event.call] = event.at
-            case WrapUpFinished():
-                started = self._wrap_started.pop(event.call, event.at)
-                talk = self._talk.pop(event.call, 0.0)
-                self.estimator.observe_handled(event.service, talk + event.at - started)
 
     def _ranges(
         self, service: ServiceId, now: float, *, fresh: bool = False

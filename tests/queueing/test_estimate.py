@@ -6,7 +6,18 @@ import math
 
 import pytest
 
-from queueing import AcceptOffer, CallId, ExpertId, HangUp, QueueView, WaitEstimator
+from queueing import (
+    AcceptOffer,
+    CallId,
+    CancelCall,
+    ExpertId,
+    FinishWrapUp,
+    HangUp,
+    KioskId,
+    QueueView,
+    RequestCall,
+    WaitEstimator,
+)
 from tests.queueing.helpers import CAF, machine, request, sign_in
 
 PRIOR = 600.0
@@ -196,3 +207,40 @@ def test_queue_view_counts_an_expert_in_wrap_up_as_busy():
     view = m.queue_view(CAF, 60.0)
 
     assert (view.waited_s, view.busy_elapsed_s, view.free_experts) == ([], [0.0], 0)
+
+
+def test_observe_learns_handle_times_as_talk_plus_wrap_up_from_machine_events():
+    m = machine()
+    sign_in(m, "a", 0.0)
+    estimator = WaitEstimator()
+    for index in range(10):
+        start = index * 1000.0
+        call = f"c{index}"
+        steps = [
+            (RequestCall(CallId(call), KioskId("k1"), CAF, "1234567"), start),
+            (AcceptOffer(ExpertId("a"), CallId(call)), start + 10),
+            (HangUp(CallId(call), "a", "expert"), start + 310),
+            (FinishWrapUp(ExpertId("a"), CallId(call), "Information"), start + 400),
+        ]
+        for command, now in steps:
+            for event in m.apply(command, now):
+                estimator.observe(event)
+
+    mu, sigma = estimator.handle_model("caf", prior_mean_s=60.0)
+
+    assert math.exp(mu) == pytest.approx(390.0)  # 300 s of talk and 90 s of wrap-up
+    assert sigma == pytest.approx(0.05)  # the floor: every call took the same time
+
+
+def test_observe_counts_abandons_but_not_short_ones():
+    estimator = WaitEstimator()
+    m = machine()
+    sign_in(m, "a", 0.0, available=False)
+    request(m, "c1", 0.0)
+    request(m, "c2", 0.0, kiosk="k2")
+    for event in m.apply(CancelCall(CallId("c1"), KioskId("k1")), 2.0):  # short: a misdial
+        estimator.observe(event)
+    assert estimator.mean_patience("caf") == math.inf
+    for event in m.apply(CancelCall(CallId("c2"), KioskId("k2")), 300.0):
+        estimator.observe(event)
+    assert estimator.mean_patience("caf") == pytest.approx(300.0)
