@@ -236,3 +236,29 @@ class WsClient:
         await self.session.close()
         if self.reader is not None:
             await self.reader
+
+
+EXPERT_CAF = {"services": ["caf"], "name": "Camille Expert", "partner": "caf"}
+
+
+async def caf_parties(server: RunningServer) -> tuple[WsClient, WsClient]:
+    """kiosk-1 signed in, and expert-1 of CAF signed in and available; the caller closes them."""
+    expert = await WsClient.connect(server.ws_url)
+    await expert.hello(server.token("expert", "expert-1", **EXPERT_CAF))
+    await expert.request({"type": "expert.status", "status": "available"})
+    kiosk = await WsClient.connect(server.ws_url)
+    await kiosk.hello(server.token("kiosk", "kiosk-1"))
+    return kiosk, expert
+
+
+async def answered_call(server: RunningServer) -> tuple[WsClient, WsClient, str]:
+    """A CAF call from kiosk-1 connected to expert-1; the caller closes both clients."""
+    kiosk, expert = await caf_parties(server)
+    queued = await kiosk.request(
+        {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
+    )
+    await expert.expect("call.offered", call=queued["call"])
+    await expert.request({"type": "offer.accept", "call": queued["call"]})
+    await kiosk.expect("call.connected")
+    await expert.expect("call.connected")
+    return kiosk, expert, str(queued["call"])

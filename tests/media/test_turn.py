@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 from aioice import turn
 
-from tests.server.test_security import EXPERT_CAF
-from tests.support import RunningServer, WsClient, start_server, write_test_config
+from tests.support import (
+    RunningServer,
+    caf_parties,
+    start_server,
+    write_test_config,
+)
 
 pytestmark = pytest.mark.media
 
@@ -82,12 +86,8 @@ async def turn_server(tmp_path: Path, coturn: int) -> AsyncIterator[RunningServe
 
 
 async def ice_servers_of_a_call(server: RunningServer) -> list[dict[str, Any]]:
-    expert = await WsClient.connect(server.ws_url)
-    kiosk = await WsClient.connect(server.ws_url)
+    kiosk, expert = await caf_parties(server)
     try:
-        await expert.hello(server.token("expert", "expert-1", **EXPERT_CAF))
-        await expert.request({"type": "expert.status", "status": "available"})
-        await kiosk.hello(server.token("kiosk", "kiosk-1"))
         queued = await kiosk.request(
             {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
         )

@@ -13,8 +13,7 @@ from pathlib import Path
 import aiohttp
 import jwt
 
-from tests.server.test_security import EXPERT_CAF
-from tests.support import RunningServer, WsClient
+from tests.support import EXPERT_CAF, RunningServer, WsClient
 
 Connect = Callable[..., Awaitable[WsClient]]
 

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from queueing.stores import FileQueueStore
-from tests.server.test_security import EXPERT_CAF, connected_call
-from tests.support import RunningServer, WsClient, start_server, write_test_config
+from tests.server.test_security import connected_call
+from tests.support import EXPERT_CAF, RunningServer, WsClient, start_server, write_test_config
 from visio_server.keys import DESK
 
 Connect = Callable[..., Awaitable[WsClient]]

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.server.test_security import EXPERT_CAF, connected_call
-from tests.support import RunningServer, WsClient
+from tests.server.test_security import connected_call
+from tests.support import EXPERT_CAF, RunningServer, WsClient
 
 Connect = Callable[..., Awaitable[WsClient]]
 

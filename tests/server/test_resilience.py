@@ -10,8 +10,15 @@ from typing import Any
 import aiohttp
 
 from queueing.stores import MemoryQueueStore
-from tests.server.test_security import EXPERT_CAF, connected_call
-from tests.support import WsClient, start_server, write_test_config
+from tests.server.test_security import connected_call
+from tests.support import (
+    EXPERT_CAF,
+    WsClient,
+    answered_call,
+    caf_parties,
+    start_server,
+    write_test_config,
+)
 from visio_server.keys import DESK
 
 Connect = Callable[..., Awaitable[WsClient]]
@@ -36,12 +43,8 @@ class FailingStore(MemoryQueueStore):
 async def test_a_failed_write_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     store = FailingStore()
     running = await start_server(write_test_config(tmp_path), store=store)
-    expert = await WsClient.connect(running.ws_url)
-    kiosk = await WsClient.connect(running.ws_url)
+    kiosk, expert = await caf_parties(running)
     try:
-        await expert.hello(running.token("expert", "expert-1", **EXPERT_CAF))
-        await expert.request({"type": "expert.status", "status": "available"})
-        await kiosk.hello(running.token("kiosk", "kiosk-1"))
         store.failures = 1
         refused = await kiosk.request(
             {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
@@ -67,12 +70,8 @@ async def test_a_failed_write_is_refused_and_changes_nothing(tmp_path: Path) -> 
 async def test_timers_keep_firing_after_a_failed_timer_write(tmp_path: Path) -> None:
     store = FailingStore()
     running = await start_server(write_test_config(tmp_path, offer_timeout_s=0.3), store=store)
-    expert = await WsClient.connect(running.ws_url)
-    kiosk = await WsClient.connect(running.ws_url)
+    kiosk, expert = await caf_parties(running)
     try:
-        await expert.hello(running.token("expert", "expert-1", **EXPERT_CAF))
-        await expert.request({"type": "expert.status", "status": "available"})
-        await kiosk.hello(running.token("kiosk", "kiosk-1"))
         await kiosk.request({"type": "call.request", "service": "caf", "beneficiary": "1234567"})
         await expert.expect("call.offered")
         store.failures = 1  # the offer timeout's write fails once
@@ -131,17 +130,8 @@ async def test_a_silent_connection_is_closed_when_its_token_expires(tmp_path: Pa
 async def test_a_restart_does_not_count_past_calls_again(tmp_path: Path) -> None:
     config = write_test_config(tmp_path, backend="file")
     first = await start_server(config)
-    expert = await WsClient.connect(first.ws_url)
-    kiosk = await WsClient.connect(first.ws_url)
-    await expert.hello(first.token("expert", "expert-1", **EXPERT_CAF))
-    await expert.request({"type": "expert.status", "status": "available"})
-    await kiosk.hello(first.token("kiosk", "kiosk-1"))
-    queued = await kiosk.request(
-        {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
-    )
-    await expert.expect("call.offered")
-    await expert.request({"type": "offer.accept", "call": queued["call"]})
-    await kiosk.request({"type": "call.hangup", "call": queued["call"]})
+    kiosk, expert, call = await answered_call(first)
+    await kiosk.request({"type": "call.hangup", "call": call})
     await expert.close()
     await kiosk.close()
     await first.stop()

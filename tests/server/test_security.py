@@ -12,11 +12,10 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.support import RunningServer, WsClient, start_server, write_test_config
+from tests.support import EXPERT_CAF, RunningServer, WsClient, start_server, write_test_config
 from visio_server.keys import DESK
 
 Connect = Callable[..., Awaitable[WsClient]]
-EXPERT_CAF = {"services": ["caf"], "name": "Camille Expert", "partner": "caf"}
 
 
 async def connected_call(connect: Connect) -> tuple[WsClient, WsClient, str]:
