@@ -427,14 +427,15 @@ class Desk:
         return m.QueueStatus(at=now, services=rows)
 
     async def _publish_status(self, now: float) -> None:
-        if self.bus.has_subscribers("watch:*"):
-            await self.bus.publish("watch:*", self.queue_status(None, now))
-        for partner in sorted({s.partner for s in self.machine.services.values()}):
-            target = address("watch", partner)
-            if self.bus.has_subscribers(target):
-                rows = self.queue_status(None, now)
-                mine = [r for r in rows.services if r.partner == partner]
-                await self.bus.publish(target, m.QueueStatus(at=now, services=mine))
+        partners = sorted({s.partner for s in self.machine.services.values()})
+        watched = [p for p in partners if self.bus.has_subscribers(address("watch", p))]
+        if not watched and not self.bus.has_subscribers("watch:*"):
+            return
+        everything = self.queue_status(None, now)
+        await self.bus.publish("watch:*", everything)
+        for partner in watched:
+            mine = [row for row in everything.services if row.partner == partner]
+            await self.bus.publish(address("watch", partner), m.QueueStatus(at=now, services=mine))
 
     # ------------------------------------------------------------------ wait estimate
 
