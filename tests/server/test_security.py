@@ -273,3 +273,17 @@ async def test_a_kiosk_that_stops_reading_is_closed_not_buffered_without_end(
         await expert.close()
         await session.close()
         await running.stop()
+
+
+async def test_a_supervisor_sees_only_its_partners_queues(connect: Connect) -> None:
+    supervisor = await connect("supervisor", "super-caf", partner="caf")
+    admin = await connect("admin", "admin-1")
+    assert (await supervisor.request({"type": "queue.subscribe"}))["type"] == "ack"
+    assert (await admin.request({"type": "queue.subscribe"}))["type"] == "ack"
+    first = await supervisor.expect("queue.status")
+    assert {row["partner"] for row in first["services"]} == {"caf"}
+    await connect("expert", "expert-2", services=["cpam"], partner="cpam")
+    everything = await admin.expect("queue.status")
+    assert {row["partner"] for row in everything["services"]} >= {"caf", "cpam"}
+    pushed = await supervisor.expect("queue.status")
+    assert [row["service"] for row in pushed["services"]] == ["caf"]
