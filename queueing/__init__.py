@@ -12,6 +12,7 @@ from .commands import (
     HangUp,
     KioskBack,
     KioskLost,
+    NodeLost,
     ReportMediaFailure,
     RequestCall,
     Restarted,
@@ -40,6 +41,7 @@ from .events import (
 )
 from .hours import ALWAYS_OPEN, OpeningHours, parse_interval
 from .ids import CallId, ExpertId, KioskId, ServiceId
+from .ledger import TIMER_RECORD, Ledger, StoreUnavailable
 from .machine import QueueMachine, QueueSettings, ServiceStatus
 from .model import (
     Call,
@@ -53,10 +55,11 @@ from .model import (
     Strategy,
 )
 from .records import command_from_record, command_record, event_from_record, event_record
-from .store import QueueStore, Recovered
+from .store import JournalEntry, QueueStore, Recovered, StoreConflict, StoreLost
 
 __all__ = [
     "ALWAYS_OPEN",
+    "TIMER_RECORD",
     "AcceptOffer",
     "Call",
     "CallConnected",
@@ -82,10 +85,13 @@ __all__ = [
     "ExpertStatus",
     "FinishWrapUp",
     "HangUp",
+    "JournalEntry",
     "KioskBack",
     "KioskId",
     "KioskLost",
     "KioskSpec",
+    "Ledger",
+    "NodeLost",
     "OfferEnded",
     "OpeningHours",
     "Outcome",
@@ -105,6 +111,9 @@ __all__ = [
     "ServiceSpec",
     "ServiceStatus",
     "SetStatus",
+    "StoreConflict",
+    "StoreLost",
+    "StoreUnavailable",
     "Strategy",
     "TransferCall",
     "WaitEstimator",

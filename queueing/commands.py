@@ -22,6 +22,7 @@ __all__ = [
     "HangUp",
     "KioskBack",
     "KioskLost",
+    "NodeLost",
     "ReportMediaFailure",
     "RequestCall",
     "Restarted",
@@ -59,6 +60,9 @@ class KioskLost(Command):
     """The kiosk's connection dropped; its call waits for it during the grace period."""
 
     kiosk: KioskId
+    link: str = ""
+    """The connection that dropped; when the kiosk has another one already (it came back
+    first, maybe through another node), the loss of the old one changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class KioskBack(Command):
     """The kiosk connected (again); resumes its call if it still has one."""
 
     kiosk: KioskId
+    link: str = ""
+    """Its connection, named ``<node>/<connection>``: the queue keeps which node holds
+    which party, so that the loss of a node is the loss of its parties."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,21 @@ class ExpertSignIn(Command):
     partner: str
     services: tuple[ServiceId, ...]
     languages: tuple[str, ...] = ()
+    link: str = ""
 
 
 @dataclass(frozen=True)
 class ExpertLost(Command):
     expert: ExpertId
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class NodeLost(Command):
+    """A server node stopped sending its heartbeat: each party it held is lost, as if
+    its connection had dropped, unless the party has connected through another node."""
+
+    node: str
 
 
 @dataclass(frozen=True)

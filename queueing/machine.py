@@ -35,6 +35,7 @@ from .commands import (
     HangUp,
     KioskBack,
     KioskLost,
+    NodeLost,
     ReportMediaFailure,
     RequestCall,
     Restarted,
@@ -137,6 +138,7 @@ class QueueMachine:
         self._online: set[ExpertId] = set()
         self._wrap_up_service: dict[ExpertId, ServiceId] = {}
         self._kiosk_calls: dict[KioskId, CallId] = {}
+        self._links: dict[str, str] = {}
         self._round_robin: dict[ServiceId, ExpertId] = {}
         self._seq = 0
         self._timers: list[tuple[float, int, str, str]] = []
@@ -156,6 +158,13 @@ class QueueMachine:
 
     def experts(self) -> list[Expert]:
         return list(self._experts.values())
+
+    def link_of(self, party: str) -> str | None:
+        """The connection (``<node>/<connection>``) that holds ``kiosk:<id>`` or ``expert:<id>``."""
+        return self._links.get(party)
+
+    def links(self) -> dict[str, str]:
+        return dict(self._links)
 
     def is_online(self, expert_id: ExpertId) -> bool:
         return expert_id in self._online
@@ -238,13 +247,19 @@ class QueueMachine:
             case CancelCall():
                 self._cancel(command, now)
             case KioskLost():
-                self._kiosk_lost(command.kiosk, now, self.settings.kiosk_grace_s)
+                if self._unlink(f"kiosk:{command.kiosk}", command.link):
+                    self._kiosk_lost(command.kiosk, now, self.settings.kiosk_grace_s)
             case KioskBack():
+                self._link(f"kiosk:{command.kiosk}", command.link)
                 self._kiosk_back(command.kiosk, now)
             case ExpertSignIn():
                 self._sign_in(command, now)
+                self._link(f"expert:{command.expert}", command.link)
             case ExpertLost():
-                self._expert_lost(command.expert, now, self.settings.expert_grace_s)
+                if self._unlink(f"expert:{command.expert}", command.link):
+                    self._expert_lost(command.expert, now, self.settings.expert_grace_s)
+            case NodeLost():
+                self._node_lost(command.node, now)
             case SetStatus():
                 self._set_status(command, now)
             case AcceptOffer():
@@ -596,8 +611,34 @@ class QueueMachine:
         )
         self._start_wrap_up(expert, call, now, origin)
 
+    def _link(self, party: str, link: str) -> None:
+        if link:
+            self._links[party] = link
+        else:
+            self._links.pop(party, None)
+
+    def _unlink(self, party: str, link: str) -> bool:
+        """Forget the party's connection; False when ``link`` is no longer its connection."""
+        if link and self._links.get(party, link) != link:
+            return False
+        self._links.pop(party, None)
+        return True
+
+    def _node_lost(self, node: str, now: float) -> None:
+        prefix = f"{node}/"
+        for party, link in sorted(self._links.items()):
+            if not link.startswith(prefix):
+                continue
+            del self._links[party]
+            kind, _, identity = party.partition(":")
+            if kind == "kiosk":
+                self._kiosk_lost(KioskId(identity), now, self.settings.kiosk_grace_s)
+            else:
+                self._expert_lost(ExpertId(identity), now, self.settings.expert_grace_s)
+
     def _restarted(self, now: float) -> None:
         grace = self.settings.restart_grace_s
+        self._links.clear()
         for expert_id in sorted(self._online):
             self._expert_lost(expert_id, now, grace)
         for kiosk_id in sorted(self._kiosk_calls):
@@ -881,6 +922,7 @@ class QueueMachine:
             "calls": [_call_to_dict(c) for c in self._calls.values()],
             "experts": [_expert_to_dict(e) for e in self._experts.values()],
             "online": sorted(self._online),
+            "links": dict(sorted(self._links.items())),
             "wrap_up_service": dict(self._wrap_up_service),
         }
 
@@ -904,6 +946,7 @@ class QueueMachine:
             expert.services = frozenset(s for s in expert.services if s in self.services)
             self._experts[expert.id] = expert
         self._online = {ExpertId(e) for e in data["online"]}
+        self._links = dict(data.get("links", {}))
         self._wrap_up_service = {
             ExpertId(k): ServiceId(v)
             for k, v in data["wrap_up_service"].items()

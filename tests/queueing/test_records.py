@@ -33,6 +33,7 @@ from queueing import (
     KioskBack,
     KioskId,
     KioskLost,
+    NodeLost,
     OfferEnded,
     Outcome,
     PartyBack,
@@ -62,7 +63,8 @@ COMMANDS: list[Command] = [
     RequestCall(C1, K1, CAF, "1234567", language="ar", interpreter=True),
     CancelCall(C1, K1),
     KioskLost(K1),
-    KioskBack(K1),
+    KioskBack(K1, link="node-a/c1"),
+    KioskLost(K1, link="node-a/c1"),
     ExpertSignIn(A, "Anne", "caf", (CAF, CPAM), ("fr", "en")),
     ExpertLost(A),
     SetStatus(A, ExpertStatus.AVAILABLE),
@@ -73,6 +75,7 @@ COMMANDS: list[Command] = [
     TransferCall(A, C1, CPAM),
     ReportMediaFailure(C1, "a", "expert", "ice_failed"),
     Restarted(),
+    NodeLost("node-a"),
 ]
 
 EVENTS: list[Event] = [
