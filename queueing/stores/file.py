@@ -14,18 +14,22 @@ torn by a crash (the last one, without its newline) is dropped on load.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import IO, Any
 
-from ..store import Recovered
+from ..store import JournalEntry, Recovered, StoreConflict, StoreLost
 from .memory import in_window
 
 __all__ = ["FileQueueStore"]
 
 
 class FileQueueStore:
+    shared = False
+
     def __init__(self, folder: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -35,6 +39,9 @@ class FileQueueStore:
         self._snapshot_path = self.folder / "snapshot.json"
         self._journal: IO[str] | None = None
         self._events: IO[str] | None = None
+        self._last = 0
+        self._snapshot_entry = 0
+        self._appended = asyncio.Event()
 
     async def load(self) -> Recovered:
         await self.close()  # loading again (after a failed write) starts from the files
@@ -47,6 +54,7 @@ class FileQueueStore:
         journal = [row["command"] for row in rows if row["n"] > snapshot_entry]
         last = max([snapshot_entry, *(row["n"] for row in rows)])
         self._drop_unjournaled_events(last)
+        self._last, self._snapshot_entry = last, snapshot_entry
         self._journal = self._journal_path.open("a", encoding="utf-8")
         self._events = self._events_path.open("a", encoding="utf-8")
         return Recovered(snapshot, journal, last)
@@ -65,10 +73,35 @@ class FileQueueStore:
         self, entry: int, command: dict[str, Any], events: list[dict[str, Any]]
     ) -> None:
         assert self._journal is not None and self._events is not None, "load() first"
+        if entry != self._last + 1:
+            raise StoreConflict(self._last)
         if events:
             lines = "".join(_line({"n": entry, **event}) for event in events)
             self._write(self._events, lines)
         self._write(self._journal, _line({"n": entry, "command": command}))
+        self._last = entry
+        self._appended.set()
+
+    async def read_journal(self, after: int) -> list[JournalEntry]:
+        if after < self._snapshot_entry:
+            raise StoreLost(f"entries after {after} were compacted away")
+        rows = _read_lines(self._journal_path, repair=False)
+        return [(row["n"], row["command"]) for row in rows if row["n"] > after]
+
+    async def wait_journal(self, after: int, block_s: float) -> list[JournalEntry]:
+        # One writer per folder: only this object's own appends can arrive.
+        if self._last <= after:
+            self._appended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._appended.wait(), block_s)
+        return await self.read_journal(after)
+
+    async def seed(self, snapshot: dict[str, Any], entry: int) -> bool:
+        if self._last or self._snapshot_path.exists():
+            return False
+        await self.compact(snapshot, entry)
+        self._last = entry
+        return True
 
     def _write(self, stream: IO[str], text: str) -> None:
         stream.write(text)
@@ -90,6 +123,7 @@ class FileQueueStore:
             self._write(stream, "".join(_line(row) for row in kept))
         os.replace(rewritten, self._journal_path)
         self._journal = self._journal_path.open("a", encoding="utf-8")
+        self._snapshot_entry = max(self._snapshot_entry, entry)
 
     async def read_events(
         self, since: float | None = None, until: float | None = None

@@ -1,10 +1,16 @@
-"""A queue store that keeps everything in the process: for tests and throwaway runs."""
+"""A queue store that keeps everything in the process: for tests and throwaway runs.
+
+Several writers in one process may share it, which is how the contract tests check
+the conflict rules without a server.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
-from ..store import Recovered
+from ..store import JournalEntry, Recovered, StoreConflict, StoreLost
 
 __all__ = ["MemoryQueueStore"]
 
@@ -15,26 +21,56 @@ def in_window(row: dict[str, Any], since: float | None, until: float | None) -> 
 
 
 class MemoryQueueStore:
+    shared = False
+
     def __init__(self) -> None:
         self._snapshot: dict[str, Any] | None = None
         self._snapshot_entry = 0
-        self._journal: list[tuple[int, dict[str, Any]]] = []
+        self._last = 0
+        self._journal: list[JournalEntry] = []
         self._events: list[dict[str, Any]] = []
+        self._appended = asyncio.Condition()
 
     async def load(self) -> Recovered:
         journal = [c for n, c in self._journal if n > self._snapshot_entry]
-        last = self._journal[-1][0] if self._journal else self._snapshot_entry
-        return Recovered(self._snapshot, journal, last)
+        return Recovered(self._snapshot, journal, self._last)
 
     async def append(
         self, entry: int, command: dict[str, Any], events: list[dict[str, Any]]
     ) -> None:
+        if entry != self._last + 1:
+            raise StoreConflict(self._last)
+        self._last = entry
         self._journal.append((entry, command))
         self._events.extend(events)
+        async with self._appended:
+            self._appended.notify_all()
+
+    async def read_journal(self, after: int) -> list[JournalEntry]:
+        if after < self._snapshot_entry:
+            raise StoreLost(f"entries after {after} were compacted away")
+        return [(n, c) for n, c in self._journal if n > after]
+
+    async def wait_journal(self, after: int, block_s: float) -> list[JournalEntry]:
+        if self._last <= after:
+            async with self._appended:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._appended.wait_for(lambda: self._last > after), block_s
+                    )
+        return await self.read_journal(after)
 
     async def compact(self, snapshot: dict[str, Any], entry: int) -> None:
+        if entry <= self._snapshot_entry:
+            return
         self._snapshot, self._snapshot_entry = snapshot, entry
         self._journal = [(n, c) for n, c in self._journal if n > entry]
+
+    async def seed(self, snapshot: dict[str, Any], entry: int) -> bool:
+        if self._last or self._snapshot is not None:
+            return False
+        self._snapshot, self._snapshot_entry, self._last = snapshot, entry, entry
+        return True
 
     async def read_events(
         self, since: float | None = None, until: float | None = None

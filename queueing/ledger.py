@@ -1,0 +1,250 @@
+"""The queue machine kept in step with a store that several nodes may write.
+
+Each node holds the whole machine. A change is tried on the local machine first, then
+its journal entry is offered to the store under the next entry number. When another
+node took that number, or the store failed, the local machine goes back to the last
+entry the store accepted and the change is tried again on top of what the others did:
+a replicated log with the store as the one sequencer. Because the machine is
+deterministic, replaying an entry anywhere yields the same events, so every node can
+tell its own connections what happened, in journal order, whoever wrote the entry.
+
+Going back is cheap: the ledger keeps a recent checkpoint of the machine and the
+entries after it, so a rollback never needs the store. The same tail lets a node write
+back entries that the store lost when it restarted without persistence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .commands import Command
+from .errors import QueueError
+from .events import Event
+from .ids import CallId
+from .machine import QueueMachine
+from .records import command_from_record, command_record, event_record
+from .store import JournalEntry, QueueStore, StoreConflict, StoreLost
+
+__all__ = ["TIMER_RECORD", "Ledger", "StoreUnavailable"]
+
+log = logging.getLogger(__name__)
+
+TIMER_RECORD = "Timer"
+"""Journal kind of a timer firing: ``{"kind": "Timer", "at": now}``."""
+
+_CHECKPOINT_EVERY = 64
+_MAX_ATTEMPTS = 50
+
+Replayed = Callable[[dict[str, Any], list[Event], float], Awaitable[None]]
+"""Told of each entry another node wrote, once applied here: its record, events, time."""
+
+
+class StoreUnavailable(QueueError):
+    def __init__(self) -> None:
+        super().__init__(
+            "service_unavailable", "the service is temporarily unavailable; please try again"
+        )
+
+
+@dataclass
+class _Written:
+    entry: int
+    record: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+class Ledger:
+    def __init__(
+        self,
+        new_machine: Callable[[], QueueMachine],
+        store: QueueStore,
+        *,
+        snapshot_every: int = 1000,
+    ) -> None:
+        self._new_machine = new_machine
+        self.store = store
+        self.snapshot_every = snapshot_every
+        self.machine = new_machine()
+        self.entry = 0
+        """The last entry applied to ``machine``; every one up to it is in the store."""
+        self._checkpoint: bytes | None = None
+        self._checkpoint_entry = 0
+        self._tail: list[_Written] = []
+        self.dropped: list[CallId] = []
+        self.conflicts = 0
+        self.last_at = 0.0
+        """Time of the newest entry: nodes' clocks differ a little, and the machine must
+        never see time go backwards."""
+
+    # ------------------------------------------------------------------ loading
+
+    async def open(self) -> bool:
+        """Rebuild the machine from the store; True if it held anything."""
+        recovered = await self.store.load()
+        machine = self._new_machine()
+        if recovered.snapshot is not None:
+            self.dropped = machine.restore(recovered.snapshot)
+            if self.dropped:
+                log.warning(
+                    "calls of services or kiosks no longer configured left out: %s", self.dropped
+                )
+        for record in recovered.journal:
+            _apply_record(machine, record)
+            self.last_at = max(self.last_at, float(record.get("at", 0.0)))
+        self.machine = machine
+        self.entry = recovered.last_entry
+        self._checkpoint = _encode(machine.snapshot())
+        self._checkpoint_entry = self.entry
+        self._tail = []
+        return recovered.snapshot is not None or bool(recovered.journal)
+
+    # ------------------------------------------------------------------ writing
+
+    async def commit(
+        self, command: Command | None, clock: Callable[[], float], replayed: Replayed
+    ) -> tuple[list[Event], float]:
+        """Apply ``command`` (None: fire the timers that are due) and store its entry.
+
+        Returns its events and the time it was applied at. A refused command raises
+        ``QueueError`` having changed nothing; a store that fails raises
+        ``StoreUnavailable`` with the machine back at the last stored entry."""
+        for _ in range(_MAX_ATTEMPTS):
+            now = max(clock(), self.last_at)
+            if command is None:
+                due = self.machine.get_timer()
+                if due is None or due > now:
+                    return [], now
+                events = self.machine.handle_timer(now)
+                record: dict[str, Any] = {"kind": TIMER_RECORD, "at": now}
+            else:
+                events = self.machine.apply(command, now)
+                record = command_record(command, now)
+            written = _Written(self.entry + 1, record, [event_record(e) for e in events])
+            try:
+                await self.store.append(written.entry, written.record, written.events)
+            except StoreConflict as exc:
+                self.conflicts += 1
+                self._roll_back()
+                await self._recover(exc.last_entry, replayed)
+                continue
+            except StoreLost:
+                self._roll_back()
+                await self._recover(None, replayed)
+                continue
+            except Exception:
+                log.exception("the store did not take journal entry %s", written.entry)
+                self._roll_back()
+                raise StoreUnavailable() from None
+            await self._written(written, compact=True)
+            return events, now
+        raise StoreUnavailable()
+
+    async def catch_up(self, replayed: Replayed, entries: list[JournalEntry] | None = None) -> int:
+        """Apply the entries other nodes wrote since ours (read now unless given)."""
+        if entries is None:
+            try:
+                entries = await self.store.read_journal(self.entry)
+            except StoreLost:
+                await self._recover(None, replayed)
+                return 0
+        count = 0
+        for number, record in entries:
+            if number <= self.entry:
+                continue  # our own, or read twice
+            if number != self.entry + 1:
+                await self._recover(None, replayed)
+                return count
+            events = _apply_record(self.machine, record)
+            written = _Written(number, record, [event_record(e) for e in events])
+            await self._written(written, compact=False)
+            await replayed(record, events, self.last_at)
+            count += 1
+        return count
+
+    async def _written(self, written: _Written, *, compact: bool) -> None:
+        self.entry = written.entry
+        self.last_at = max(self.last_at, float(written.record.get("at", 0.0)))
+        self._tail.append(written)
+        if len(self._tail) >= _CHECKPOINT_EVERY:
+            self._checkpoint = _encode(self.machine.snapshot())
+            self._checkpoint_entry = self.entry
+            self._tail = []
+        if compact and written.entry % self.snapshot_every == 0:
+            try:
+                await self.store.compact(self.machine.snapshot(), written.entry)
+            except Exception:  # the journal still holds everything: compact next time
+                log.exception("the store could not compact its journal")
+
+    # ------------------------------------------------------------------ going back
+
+    def _roll_back(self) -> None:
+        """Make the machine what it was after ``self.entry``, from local memory only."""
+        machine = self._new_machine()
+        if self._checkpoint is not None:
+            machine.restore(msgspec.json.decode(self._checkpoint))
+        for written in self._tail:
+            _apply_record(machine, written.record)
+        self.machine = machine
+
+    async def _recover(self, store_last: int | None, replayed: Replayed) -> None:
+        """Bring this node and the store to the same history.
+
+        ``store_last`` is the store's last entry as a conflict reported it, or None when
+        the store lost the history we built on (restart without data, or gap)."""
+        if store_last is not None and store_last >= self.entry:
+            await self.catch_up(replayed)
+            return
+        # The store is behind us: it lost entries we saw it accept.
+        checkpoint = self._checkpoint_entry
+        if store_last is None and await self.store.seed(self._checkpoint_state(), checkpoint):
+            log.warning("the store was empty: started it again from entry %s", checkpoint)
+            store_last = checkpoint
+        if (
+            store_last is not None
+            and store_last >= checkpoint
+            and await self._write_back(store_last)
+        ):
+            return
+        log.warning("the store holds another history than this node: loading it")
+        await self.open()
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        if self._checkpoint is None:
+            return self._new_machine().snapshot()
+        decoded: dict[str, Any] = msgspec.json.decode(self._checkpoint)
+        return decoded
+
+    async def _write_back(self, store_last: int) -> bool:
+        """Append again the entries the store lost; False if another node wrote first."""
+        for written in self._tail:
+            if written.entry <= store_last:
+                continue
+            try:
+                await self.store.append(written.entry, written.record, written.events)
+            except (StoreConflict, StoreLost):
+                return False
+        log.warning("wrote back entries %s..%s the store had lost", store_last + 1, self.entry)
+        return True
+
+
+def _apply_record(machine: QueueMachine, record: dict[str, Any]) -> list[Event]:
+    """Replay one journal record; returns its events."""
+    if record["kind"] == TIMER_RECORD:
+        events = machine.handle_timer(float(record["at"]))
+    else:
+        command, now = command_from_record(record)
+        try:
+            events = machine.apply(command, now)
+        except QueueError as exc:  # the configuration changed since it was journaled
+            log.warning("journal entry %s no longer applies: %s", record["kind"], exc.reason)
+            return []
+    return events
+
+
+def _encode(state: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(state)
