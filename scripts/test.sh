@@ -11,6 +11,7 @@ command -v chromium >/dev/null || apt_packages+=(chromium)
 command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v turnserver >/dev/null || apt_packages+=(coturn)
 command -v ip >/dev/null || apt_packages+=(iproute2)
+command -v redis-server >/dev/null || apt_packages+=(redis-server)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "== installing ${apt_packages[*]}"
   export DEBIAN_FRONTEND=noninteractive

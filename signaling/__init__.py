@@ -1,13 +1,14 @@
 """Wire protocol of visio-guichet: typed messages, codec, JSON Schema, session rules, bus."""
 
 from .bus import LocalBus, MessageBus, Subscription, address
-from .codec import CLIENT_TYPES, decode_client, encode, request_id_of
+from .codec import CLIENT_TYPES, decode_client, decode_server, encode, request_id_of
 from .errors import (
     Forbidden,
     MalformedMessage,
     NotAuthenticated,
     ProtocolError,
     RateLimited,
+    Unavailable,
     UnknownType,
 )
 from .schema import protocol_schema
@@ -24,10 +25,12 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "Subscription",
+    "Unavailable",
     "UnknownType",
     "address",
     "check_allowed",
     "decode_client",
+    "decode_server",
     "encode",
     "protocol_schema",
     "request_id_of",

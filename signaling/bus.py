@@ -2,7 +2,7 @@
 
 Addresses name a party, not a connection: ``kiosk:<id>``, ``expert:<id>`` (experts and
 interpreters), ``watch:*`` (admins) and ``watch:<partner>`` (a partner's supervisors).
-``LocalBus`` serves one process; a Redis bus with the same interface serves several.
+``LocalBus`` serves one process; ``RedisBus`` (``signaling.redis_bus``) serves several.
 Delivery callbacks must not block: they put the message in a bounded queue.
 """
 
@@ -28,7 +28,12 @@ class Subscription(Protocol):
 
 class MessageBus(Protocol):
     async def publish(self, address: str, message: Message) -> int:
-        """Deliver to every subscriber of ``address``; returns how many received it."""
+        """Deliver to every subscriber of ``address`` on every node; returns how many
+        subscribers (local bus) or nodes (shared bus) received it."""
+
+    async def publish_here(self, address: str, message: Message) -> int:
+        """Deliver to the subscribers on this node only: for what every node learns by
+        itself (the queue's events, which each node replays from the shared journal)."""
 
     def subscribe(self, address: str, deliver: Deliver) -> Subscription: ...
 
@@ -53,12 +58,17 @@ class LocalBus:
             deliver(message)
         return len(subscribers)
 
+    publish_here = publish
+
     def subscribe(self, address: str, deliver: Deliver) -> Subscription:
         self._subscribers.setdefault(address, []).append(deliver)
         return _LocalSubscription(self, address, deliver)
 
     def has_subscribers(self, address: str) -> bool:
         return bool(self._subscribers.get(address))
+
+    def addresses(self) -> list[str]:
+        return list(self._subscribers)
 
     def _remove(self, address: str, deliver: Deliver) -> None:
         subscribers = self._subscribers.get(address, [])

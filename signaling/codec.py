@@ -7,11 +7,12 @@ from typing import Any
 import msgspec
 
 from .errors import MalformedMessage, UnknownType
-from .messages import ClientMessage, Message
+from .messages import ClientMessage, Message, ServerMessage
 
-__all__ = ["CLIENT_TYPES", "decode_client", "encode", "request_id_of"]
+__all__ = ["CLIENT_TYPES", "decode_client", "decode_server", "encode", "request_id_of"]
 
 _decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
 _encoder = msgspec.json.Encoder()
 
 
@@ -36,6 +37,11 @@ def decode_client(frame: str | bytes) -> ClientMessage:
         raise MalformedMessage(f"invalid {kind!r} message: {exc}") from None
     except msgspec.DecodeError as exc:
         raise MalformedMessage(f"not valid JSON: {exc}") from None
+
+
+def decode_server(frame: str | bytes) -> ServerMessage:
+    """Parse a server message that another node put on the shared bus."""
+    return _server_decoder.decode(frame)
 
 
 def request_id_of(frame: str | bytes) -> str | None:

@@ -13,6 +13,7 @@ __all__ = [
     "NotAuthenticated",
     "ProtocolError",
     "RateLimited",
+    "Unavailable",
     "UnknownType",
 ]
 
@@ -46,3 +47,9 @@ class Forbidden(ProtocolError):
 
 class RateLimited(ProtocolError):
     code = "rate_limited"
+
+
+class Unavailable(ProtocolError):
+    """Not the client's fault: a part the server needs (the shared bus) is down for now."""
+
+    code = "service_unavailable"

@@ -9,13 +9,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
-from .app import create_app
+from .app import create_app, node_name
 from .auth import ROLES, mint_token
-from .config import Config, ConfigError, effective_config, load_config
+from .config import Config, ConfigError, RedisConfig, effective_config, load_config
 
 __all__ = ["main"]
 
@@ -28,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML file (default: the built-in example)")
     serve.add_argument("--host", help="address to listen on (default from config)")
     serve.add_argument("--port", type=int, help="port to listen on (default from config)")
+    serve.add_argument(
+        "--redis-url", help="share the queue with other nodes through this Redis (redis.url)"
+    )
+    serve.add_argument("--node-id", help="this node's name in the cluster (redis.node_id)")
     serve.add_argument("--quiet-tokens", action="store_true", help="do not print tokens at start")
 
     token = sub.add_parser("token", help="mint a development JWT")
@@ -71,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
 def _base_url(config: Config, host: str | None = None, port: int | None = None) -> str:
     if config.server.public_url:
         return config.server.public_url.rstrip("/")
@@ -84,10 +97,23 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.redis_url or args.node_id:
+        wanted = msgspec.to_builtins(config.redis) | {
+            "url": args.redis_url or config.redis.url,
+            "node_id": args.node_id or config.redis.node_id,
+        }
+        try:
+            redis = msgspec.convert(wanted, RedisConfig)
+        except msgspec.ValidationError as exc:
+            print(f"configuration error: redis: {exc}", file=sys.stderr)
+            return 2
+        config = msgspec.structs.replace(config, redis=redis)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     base = _base_url(config, host, port)
     print(f"visio-guichet serving with {config.source}")
+    if config.redis.url:
+        print(f"  shared queue    {_hide_password(config.redis.url)} as node {node_name(config)}")
     print(f"  kiosk page      {base}/kiosk")
     print(f"  expert console  {base}/expert")
     print(f"  admin page      {base}/admin")

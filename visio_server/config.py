@@ -19,6 +19,7 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -42,6 +43,7 @@ __all__ = [
     "KioskEntry",
     "MediaConfig",
     "QueueConfig",
+    "RedisConfig",
     "ServerConfig",
     "ServiceEntry",
     "StorageConfig",
@@ -98,6 +100,21 @@ class StorageConfig(_Section, frozen=True):
     data_dir: str = "var/visio"
     fsync: bool = False
     snapshot_every: Annotated[int, msgspec.Meta(ge=10)] = 1000
+
+
+class RedisConfig(_Section, frozen=True):
+    url: str = ""
+    """Empty: one node with its own store. ``redis://host:port/db`` (or ``rediss://``,
+    ``unix://``): several nodes share the queue, presence and message bus there."""
+    prefix: Identifier = "visio"
+    """Key prefix, so that several deployments may share one Redis."""
+    node_id: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")] = ""
+    """This node's name in the cluster (default: host name and process id). A node that
+    restarts under the same name releases what it held at once."""
+    heartbeat_s: Positive = 1.0
+    node_cutoff_s: Positive = 5.0
+    """A node silent for this long is dead: its parties are lost as if they dropped."""
+    journal_keep: Annotated[int, msgspec.Meta(ge=1000)] = 100_000
 
 
 class QueueConfig(_Section, frozen=True):
@@ -222,6 +239,7 @@ class Config(_Section, frozen=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     storage: StorageConfig = StorageConfig()
+    redis: RedisConfig = RedisConfig()
     queue: QueueConfig = QueueConfig()
     media: MediaConfig = MediaConfig()
     services: list[ServiceEntry] = []
@@ -283,7 +301,7 @@ def load_config(
 
 
 def _overlay_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    sections = {"server", "auth", "storage", "queue", "media"}
+    sections = {"server", "auth", "storage", "redis", "queue", "media"}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -325,6 +343,11 @@ def _check(config: Config) -> None:
         raise ConfigError("auth.hs256_secret: HS* tokens need a secret of at least 32 bytes")
     if any(a[:2] in ("RS", "ES") for a in auth.algorithms) and not auth.jwks_url:
         raise ConfigError("auth.jwks_url: RS256/ES256 tokens need the identity provider's JWKS URL")
+    redis = config.redis
+    if redis.url and urlsplit(redis.url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("redis.url: expected redis://, rediss:// or unix://")
+    if redis.node_cutoff_s < 2 * redis.heartbeat_s:
+        raise ConfigError("redis.node_cutoff_s: must be at least twice redis.heartbeat_s")
     if config.media.turn_urls and not config.media.turn_secret:
         raise ConfigError("media.turn_secret: TURN URLs need the shared secret of the TURN server")
 

@@ -16,7 +16,7 @@ import secrets
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from media import ice_servers
 from queueing import (
@@ -46,6 +46,8 @@ from queueing import (
     KioskBack,
     KioskId,
     KioskLost,
+    Ledger,
+    NodeLost,
     OfferEnded,
     Outcome,
     PartyBack,
@@ -59,13 +61,11 @@ from queueing import (
     Restarted,
     ServiceId,
     SetStatus,
+    StoreUnavailable,
     TransferCall,
     WaitEstimator,
     WrapUpStarted,
-    command_from_record,
-    command_record,
     event_from_record,
-    event_record,
 )
 from queueing.model import Call, PartyRole
 from signaling import MessageBus, address
@@ -84,10 +84,18 @@ _REFUSALS = {
     Outcome.FULL: ("queue_full", "too many people are waiting for this service; try again later"),
     Outcome.NO_EXPERT: ("no_expert", "no expert of this service is signed in now"),
 }
-_TIMER_RECORD = "Timer"
 _STATUS_THROTTLE_S = 0.5
+_FOLLOW_BLOCK_S = 1.0
 _ESTIMATE_STEP_S = 30.0
 _RETRY_S = 1.0
+
+
+class NodeRegistry(Protocol):
+    """Node liveness in a shared store: a heartbeat that expires."""
+
+    async def beat(self, node: str, ttl_s: float) -> None: ...
+
+    async def alive(self, nodes: list[str]) -> set[str]: ...
 
 
 def _party_role(party: Principal) -> PartyRole:
@@ -102,19 +110,27 @@ class Desk:
         bus: MessageBus,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        *,
+        node: str = "local",
+        nodes: NodeRegistry | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.bus = bus
         self.metrics = metrics
         self.clock = clock
-        self.machine = QueueMachine(
-            config.service_specs(), config.kiosk_specs(), config.queue_settings()
-        )
+        self.node = node
+        self.nodes = nodes
+        self.ledger = Ledger(self._new_machine, store, snapshot_every=config.storage.snapshot_every)
         self.estimator = WaitEstimator()
         self._lock = asyncio.Lock()
-        self._entry = 0
-        self._since_snapshot = 0
+        self._pending: dict[str, Command] = {}
+        """Presence commands the store refused while down, replayed when it is back."""
+        self.on_moved: Callable[[str, str], None] = lambda party, link: None
+        """Told when another node took a party this node may still hold."""
+        self.on_node_lost: Callable[[], None] = lambda: None
+        """Told when the others declared this node dead (it was cut off too long)."""
+        self.store_ok = True
         self._timer_changed = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._estimates: dict[ServiceId, tuple[float, list[tuple[float, float] | None]]] = {}
@@ -123,41 +139,25 @@ class Desk:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def machine(self) -> QueueMachine:
+        return self.ledger.machine
+
+    def _new_machine(self) -> QueueMachine:
+        config = self.config
+        return QueueMachine(config.service_specs(), config.kiosk_specs(), config.queue_settings())
+
     async def start(self) -> None:
-        """Rebuild the queue from the store; everyone gets the restart grace to come back."""
-        held_anything = await self._rebuild()
+        """Rebuild the queue from the store; parties of the stopped process get a grace."""
+        held_anything = await self.ledger.open()
         await self._learn_from_history()
-        if held_anything:
-            await self.execute(Restarted())
+        if not self.store.shared:
+            if held_anything:
+                await self.execute(Restarted())
+        elif any(link.startswith(f"{self.node}/") for link in self.machine.links().values()):
+            # Restarted under the same name: what the last run of this node held is gone.
+            await self.execute(NodeLost(self.node))
         self.ready = True
-
-    async def _rebuild(self) -> bool:
-        """Make the machine exactly what the store holds; True if it held anything."""
-        recovered = await self.store.load()
-        self.machine = QueueMachine(
-            self.config.service_specs(), self.config.kiosk_specs(), self.config.queue_settings()
-        )
-        if recovered.snapshot is not None:
-            dropped = self.machine.restore(recovered.snapshot)
-            if dropped:
-                log.warning(
-                    "calls of services or kiosks no longer configured left out: %s", dropped
-                )
-        for record in recovered.journal:
-            self._replay(record)
-        self._entry = recovered.last_entry
-        self._since_snapshot = len(recovered.journal)
-        return recovered.snapshot is not None or bool(recovered.journal)
-
-    def _replay(self, record: dict[str, Any]) -> None:
-        if record["kind"] == _TIMER_RECORD:
-            self.machine.handle_timer(float(record["at"]))
-            return
-        command, now = command_from_record(record)
-        try:
-            self.machine.apply(command, now)
-        except QueueError as exc:  # the configuration changed since it was journaled
-            log.warning("journal entry %s no longer applies: %s", record["kind"], exc.reason)
 
     async def _learn_from_history(self) -> None:
         since = self.clock() - 14 * 86400
@@ -169,6 +169,11 @@ class Desk:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._run_timers())
             group.create_task(self._run_status())
+            group.create_task(self._run_pending())
+            if self.store.shared:
+                group.create_task(self._run_follow())
+            if self.nodes is not None:
+                group.create_task(self._run_heartbeat())
 
     async def _run_timers(self) -> None:
         while True:
@@ -180,16 +185,84 @@ class Desk:
                 continue
             try:
                 async with self._lock:
-                    now = self.clock()
-                    due = self.machine.get_timer()
-                    if due is not None and due <= now:
-                        events = self.machine.handle_timer(now)
-                        await self._persist({"kind": _TIMER_RECORD, "at": now}, events)
-                        await self._publish(events, now)
+                    events, now = await self.ledger.commit(None, self.clock, self._replayed)
+                    await self._publish(events, now, own=True)
             except Exception:
                 # The store rolled the machine back: the same timers fire again later.
                 log.exception("queue timers could not be handled; retrying")
                 await asyncio.sleep(_RETRY_S)
+
+    async def _run_follow(self) -> None:
+        """Apply what other nodes write to the shared journal, as soon as they write it."""
+        while True:
+            try:
+                entries = await self.store.wait_journal(self.ledger.entry, _FOLLOW_BLOCK_S)
+                if entries:
+                    async with self._lock:
+                        await self.ledger.catch_up(self._replayed, entries)
+            except Exception as exc:
+                log.warning("cannot follow the shared journal (%s); retrying", exc)
+                await asyncio.sleep(_RETRY_S)
+
+    async def _replayed(self, record: dict[str, Any], events: list[Event], at: float) -> None:
+        """An entry another node wrote: tell this node's connections, as that node did."""
+        await self._publish(events, at, own=False)
+        kind, link = record["kind"], record.get("link", "")
+        if kind == "KioskBack" and link:
+            self.on_moved(address("kiosk", record["kiosk"]), link)
+        elif kind == "ExpertSignIn" and link:
+            self.on_moved(address("expert", record["expert"]), link)
+        elif kind == "NodeLost" and record["node"] == self.node:
+            self.on_node_lost()
+
+    async def _run_heartbeat(self) -> None:
+        """Say this node is alive; declare dead the nodes whose heartbeat stopped.
+
+        Only a node that has itself reached the store for a whole cut-off may judge the
+        others: after an outage everyone first gets the time to beat again."""
+        assert self.nodes is not None
+        settings = self.config.redis
+        loop = asyncio.get_running_loop()
+        reachable_since: float | None = None
+        while True:
+            try:
+                await self.nodes.beat(self.node, settings.node_cutoff_s)
+                if reachable_since is None:
+                    reachable_since = loop.time()
+                self.store_ok = True
+                if loop.time() - reachable_since >= settings.node_cutoff_s:
+                    await self._declare_dead_nodes()
+            except Exception as exc:
+                if self.store_ok:
+                    log.warning("cannot reach the shared store (%s)", exc)
+                reachable_since, self.store_ok = None, False
+            await asyncio.sleep(settings.heartbeat_s)
+
+    async def _declare_dead_nodes(self) -> None:
+        assert self.nodes is not None
+        holding = {link.split("/", 1)[0] for link in self.machine.links().values()}
+        others = sorted(holding - {self.node})
+        if not others:
+            return
+        alive = await self.nodes.alive(others)
+        for node in others:
+            if node not in alive:
+                log.warning("node %s stopped its heartbeat: its parties count as lost", node)
+                self.metrics.node_lost()
+                await self.execute(NodeLost(node))
+
+    async def _run_pending(self) -> None:
+        while True:
+            await asyncio.sleep(_RETRY_S)
+            for party, command in list(self._pending.items()):
+                try:
+                    await self.execute(command)
+                except StoreUnavailable:
+                    break
+                except QueueError as exc:
+                    log.info("presence of %s no longer applies: %s", party, exc.reason)
+                if self._pending.get(party) is command:
+                    del self._pending[party]
 
     async def _run_status(self) -> None:
         refresh = max(self.config.queue.estimate_refresh_s, 1.0) * 3
@@ -209,61 +282,44 @@ class Desk:
 
     async def execute(self, command: Command) -> list[Event]:
         async with self._lock:
-            now = self.clock()
-            events = self.machine.apply(command, now)
-            await self._persist(command_record(command, now), events)
-            await self._publish(events, now)
+            events, now = await self.ledger.commit(command, self.clock, self._replayed)
+            await self._publish(events, now, own=True)
             return events
 
-    async def _persist(self, record: dict[str, Any], events: list[Event]) -> None:
-        """Store the entry, or put the machine back as the store holds it and refuse."""
-        entry = self._entry + 1
-        try:
-            await self.store.append(entry, record, [event_record(e) for e in events])
-        except Exception:
-            log.exception("the store did not take journal entry %s", entry)
-            await self._roll_back()
-            raise QueueError(
-                "service_unavailable", "the server could not record this; please try again"
-            ) from None
-        self._entry = entry
-        self._since_snapshot += 1
-        if self._since_snapshot >= self.config.storage.snapshot_every:
-            try:
-                await self.store.compact(self.machine.snapshot(), entry)
-                self._since_snapshot = 0
-            except Exception:  # the journal still holds everything: compact next time
-                log.exception("the store could not compact its journal")
-
-    async def _roll_back(self) -> None:
-        try:
-            await self._rebuild()
-        except Exception:
-            log.exception("the store cannot be read back: this node is not ready")
-            self.ready = False
-
-    async def _publish(self, events: list[Event], now: float) -> None:
+    async def _publish(self, events: list[Event], now: float, *, own: bool) -> None:
         for event in events:
             self.estimator.observe(event)
-            self._count(event)
+            if own:  # each node counts what it wrote, so that the cluster sums right
+                self._count(event)
         await self._route(events, now)
         self._timer_changed.set()
         if events:
             self._status_changed.set()
 
-    async def kiosk_connected(self, kiosk: Principal) -> None:
-        await self.execute(KioskBack(KioskId(kiosk.id)))
+    async def _presence(self, party: str, command: Command) -> None:
+        """Record a connection or its loss; kept and retried while the store is down."""
+        try:
+            await self.execute(command)
+        except StoreUnavailable:
+            self._pending[party] = command
+            raise
+        self._pending.pop(party, None)
 
-    async def expert_connected(self, expert: Principal) -> None:
+    async def kiosk_connected(self, kiosk: Principal, link: str = "") -> None:
+        await self._presence(address("kiosk", kiosk.id), KioskBack(KioskId(kiosk.id), link))
+
+    async def expert_connected(self, expert: Principal, link: str = "") -> None:
         expert_id = ExpertId(expert.id)
-        await self.execute(
+        await self._presence(
+            address("expert", expert.id),
             ExpertSignIn(
                 expert_id,
                 expert.name,
                 expert.partner,
                 tuple(ServiceId(s) for s in expert.services),
                 expert.languages,
-            )
+                link,
+            ),
         )
         record = self.machine.expert(expert_id)
         call = self.machine.call(record.call) if record and record.call else None
@@ -279,11 +335,11 @@ class Desk:
             now = self.clock()
             await self._route([WrapUpStarted(now, expert_id, call_id, service, until)], now)
 
-    async def party_lost(self, party: Principal) -> None:
+    async def party_lost(self, party: Principal, link: str = "") -> None:
         if party.role == "kiosk":
-            await self.execute(KioskLost(KioskId(party.id)))
+            await self._presence(address("kiosk", party.id), KioskLost(KioskId(party.id), link))
         elif party.answers_calls:
-            await self.execute(ExpertLost(ExpertId(party.id)))
+            await self._presence(address("expert", party.id), ExpertLost(ExpertId(party.id), link))
 
     async def request_call(self, kiosk: Principal, request: m.CallRequest) -> m.CallQueued:
         call_id = CallId(secrets.token_hex(8))
@@ -432,10 +488,12 @@ class Desk:
         if not watched and not self.bus.has_subscribers("watch:*"):
             return
         everything = self.queue_status(None, now)
-        await self.bus.publish("watch:*", everything)
+        await self.bus.publish_here("watch:*", everything)
         for partner in watched:
             mine = [row for row in everything.services if row.partner == partner]
-            await self.bus.publish(address("watch", partner), m.QueueStatus(at=now, services=mine))
+            await self.bus.publish_here(
+                address("watch", partner), m.QueueStatus(at=now, services=mine)
+            )
 
     # ------------------------------------------------------------------ wait estimate
 
@@ -510,7 +568,7 @@ class Desk:
         if self._told.get(call) == (position, low, high):
             return
         self._told[call] = (position, low, high)
-        await self.bus.publish(
+        await self.bus.publish_here(
             address("kiosk", kiosk),
             m.CallPosition(call=call, position=position, wait_min_s=low, wait_max_s=high),
         )
@@ -518,7 +576,7 @@ class Desk:
     # ------------------------------------------------------------------ routing
 
     async def _route(self, events: list[Event], now: float) -> None:
-        publish = self.bus.publish
+        publish = self.bus.publish_here
         for event in events:
             match event:
                 case PositionChanged():
@@ -679,7 +737,7 @@ class Desk:
             servers = ice_servers(
                 media.stun_urls, media.turn_urls, media.turn_secret, user, now, media.turn_ttl_s
             )
-            await self.bus.publish(
+            await self.bus.publish_here(
                 target,
                 m.CallConnected(
                     call=call.id,
@@ -698,6 +756,6 @@ class Desk:
         if call is None:
             return
         if lost_role == "kiosk" and call.expert is not None:
-            await self.bus.publish(address("expert", call.expert), message)
+            await self.bus.publish_here(address("expert", call.expert), message)
         elif lost_role == "expert":
-            await self.bus.publish(address("kiosk", call.kiosk), message)
+            await self.bus.publish_here(address("kiosk", call.kiosk), message)

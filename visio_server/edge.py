@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -85,6 +86,8 @@ class _Connection:
     outbound: asyncio.Queue[str | _Close | None] = field(default_factory=asyncio.Queue)
     principal: Principal | None = None
     party: str | None = None
+    link: str = ""
+    """``<node>/<connection>``: how the queue tells this connection from the party's others."""
     subscriptions: list[Subscription] = field(default_factory=list)
     closing: bool = False
     replaced: bool = False
@@ -126,6 +129,21 @@ class Edge:
         self._connections: set[_Connection] = set()
         self._live: dict[str, _Connection] = {}
         self.shutting_down = False
+        desk.on_moved = self._moved
+        desk.on_node_lost = self._node_lost
+
+    def _moved(self, party: str, link: str) -> None:
+        """The party connected through another node: this node's connection is stale."""
+        conn = self._live.get(party)
+        if conn is not None and conn.link != link:
+            conn.replaced = True
+            conn.close(4000, "replaced by a newer connection")
+
+    def _node_lost(self) -> None:
+        """The others declared this node dead: its parties must connect again to count."""
+        for conn in list(self._live.values()):
+            conn.replaced = True
+            conn.close(WSCloseCode.SERVICE_RESTART, "connect again")
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -323,6 +341,7 @@ class Edge:
                 previous.close(4000, "replaced by a newer connection")
             self._live[party] = conn
             conn.party = party
+            conn.link = f"{self.desk.node}/{secrets.token_hex(6)}"
             conn.subscriptions.append(self.bus.subscribe(party, conn.deliver))
         now = time.time()
         expert = self.desk.machine.expert(principal.id) if principal.answers_calls else None  # type: ignore[arg-type]
@@ -343,9 +362,9 @@ class Edge:
             )
         )
         if principal.role == "kiosk":
-            await self.desk.kiosk_connected(principal)
+            await self.desk.kiosk_connected(principal, conn.link)
         elif principal.answers_calls:
-            await self.desk.expert_connected(principal)
+            await self.desk.expert_connected(principal, conn.link)
 
     async def _forget(self, conn: _Connection) -> None:
         for subscription in conn.subscriptions:
@@ -355,7 +374,7 @@ class Edge:
         del self._live[conn.party]
         if not self.shutting_down and conn.principal is not None:
             try:
-                await self.desk.party_lost(conn.principal)
+                await self.desk.party_lost(conn.principal, conn.link)
             except QueueError as exc:
                 log.warning("could not record the loss of %s: %s", conn.party, exc.reason)
 

@@ -8,14 +8,15 @@ from the queue at scrape time, so they can never drift from it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from queueing import QueueMachine
 
-__all__ = ["Metrics"]
+__all__ = ["JournalState", "Metrics"]
 
 _WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 _HANDLE_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0)
@@ -27,10 +28,12 @@ class _QueueCollector(Collector):
         machine: Callable[[], QueueMachine],
         connections: Callable[[], dict[str, int]],
         clock: Callable[[], float],
+        journal: Callable[[], JournalState],
     ) -> None:
         self._machine, self._connections, self._clock = machine, connections, clock
+        self._journal = journal
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         machine, now = self._machine(), self._clock()
         waiting = GaugeMetricFamily(
             "visio_queue_waiting_calls",
@@ -67,6 +70,27 @@ class _QueueCollector(Collector):
         for role, count in sorted(self._connections().items()):
             conns.add_metric([role], count)
         yield from (waiting, connected, oldest, is_open, experts, conns)
+        journal = self._journal()
+        yield GaugeMetricFamily(
+            "visio_store_up",
+            "1 while this node reaches the queue store (always 1 for a local store).",
+            value=1.0 if journal.store_up else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "visio_journal_entry", "Last journal entry applied by this node.", value=journal.entry
+        )
+        yield CounterMetricFamily(
+            "visio_journal_conflicts",
+            "Entries another node wrote first, so this node caught up and tried again.",
+            value=journal.conflicts,
+        )
+
+
+@dataclass(frozen=True)
+class JournalState:
+    store_up: bool
+    entry: int
+    conflicts: int
 
 
 class Metrics:
@@ -114,6 +138,11 @@ class Metrics:
         self._errors = Counter(
             "visio_protocol_errors", "Errors sent to clients, by code.", ["code"], registry=registry
         )
+        self._nodes_lost = Counter(
+            "visio_nodes_lost",
+            "Other nodes this node declared dead because their heartbeat stopped.",
+            registry=registry,
+        )
         self._slow = Counter(
             "visio_slow_consumers",
             "Connections closed because they did not read their messages.",
@@ -126,8 +155,9 @@ class Metrics:
         machine: Callable[[], QueueMachine],
         connections: Callable[[], dict[str, int]],
         clock: Callable[[], float],
+        journal: Callable[[], JournalState] = lambda: JournalState(True, 0, 0),
     ) -> None:
-        self.registry.register(_QueueCollector(machine, connections, clock))
+        self.registry.register(_QueueCollector(machine, connections, clock, journal))
 
     def call_answered(self, service: str, waited_s: float) -> None:
         self._wait.labels(service, "answered").observe(waited_s)
@@ -155,3 +185,6 @@ class Metrics:
 
     def slow_consumer(self, role: str) -> None:
         self._slow.labels(role).inc()
+
+    def node_lost(self) -> None:
+        self._nodes_lost.inc()
