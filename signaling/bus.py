@@ -67,9 +67,6 @@ class LocalBus:
     def has_subscribers(self, address: str) -> bool:
         return bool(self._subscribers.get(address))
 
-    def addresses(self) -> list[str]:
-        return list(self._subscribers)
-
     def _remove(self, address: str, deliver: Deliver) -> None:
         subscribers = self._subscribers.get(address, [])
         if deliver in subscribers:

@@ -1,11 +1,13 @@
-"""The message bus of a multi-node deployment: Redis pub/sub, one channel per address.
+"""The message bus of a multi-node deployment: one Redis pub/sub channel for all nodes.
 
-A node subscribes to the channel of an address while one of its connections listens
-there, so a message published on any node reaches the node that holds the party. A
-node hears its own publications through Redis too, which keeps one delivery path and
-one order. Pub/sub keeps nothing: a node that is cut off from Redis misses what was
+Every node listens on the channel from its start and delivers what it hears to its own
+subscribers of the addressed party, so a message published on any node reaches the node
+that holds the party, with no subscription to race against a connection that has just
+arrived. A node hears its own publications through Redis too, which keeps one delivery
+path and one order. Pub/sub keeps nothing: a node cut off from Redis misses what was
 published meanwhile, which is why the queue's own events do not travel here (every
-node replays them from the shared journal) and only call-to-call relays do.
+node replays them from the shared journal) and only call-to-call relays do. Those are
+a few messages per call set-up, so sending each to every node costs little.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -29,18 +32,27 @@ log = logging.getLogger(__name__)
 _RETRY_S = (0.2, 0.5, 1.0, 2.0)
 
 
+class _Envelope(msgspec.Struct):
+    to: str
+    m: msgspec.Raw
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
 class RedisBus:
-    def __init__(self, client: Redis, *, prefix: str = "visio", node: str = "node") -> None:
+    def __init__(self, client: Redis, *, prefix: str = "visio") -> None:
         self.client = client
-        self._prefix = "{" + prefix + "}:bus:"
-        self._control = self._prefix + "node:" + node
+        self._channel = "{" + prefix + "}:bus"
         self._local = LocalBus()
-        self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
         self.connected = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="redis-bus")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), 5)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -49,8 +61,9 @@ class RedisBus:
                 await self._task
 
     async def publish(self, address: str, message: Message) -> int:
+        envelope = '{"to":' + msgspec.json.encode(address).decode() + ',"m":' + encode(message)
         try:
-            return int(await self.client.publish(self._prefix + address, encode(message)))
+            return int(await self.client.publish(self._channel, envelope + "}"))
         except (RedisError, OSError) as exc:
             raise Unavailable("the message could not be passed on; please try again") from exc
 
@@ -58,9 +71,7 @@ class RedisBus:
         return await self._local.publish(address, message)
 
     def subscribe(self, address: str, deliver: Deliver) -> Subscription:
-        subscription = self._local.subscribe(address, deliver)
-        self._changed.set()
-        return _Tracked(subscription, self._changed)
+        return self._local.subscribe(address, deliver)
 
     def has_subscribers(self, address: str) -> bool:
         return self._local.has_subscribers(address)
@@ -78,45 +89,24 @@ class RedisBus:
                 failures += 1
                 log.warning("message bus lost Redis (%s); again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-            else:
-                failures = 0
 
     async def _listen(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(self._control)
+            await pubsub.subscribe(self._channel)
             self.connected = True
-            subscribed: set[str] = set()
+            self._listening.set()
             while True:
-                if self._changed.is_set():
-                    self._changed.clear()
-                    wanted = {self._prefix + a for a in self._local.addresses()}
-                    if wanted - subscribed:
-                        await pubsub.subscribe(*(wanted - subscribed))
-                    if subscribed - wanted:
-                        await pubsub.unsubscribe(*(subscribed - wanted))
-                    subscribed = wanted
-                message = await pubsub.get_message(timeout=0.05)
+                message = await pubsub.get_message(timeout=1.0)
                 if message is None or message["type"] != "message":
                     continue
-                channel = message["channel"]
-                channel = channel.decode() if isinstance(channel, bytes) else channel
                 try:
-                    decoded = decode_server(message["data"])
-                except Exception:
-                    log.warning("unreadable message on %s dropped", channel)
+                    envelope = _envelope.decode(message["data"])
+                    decoded = decode_server(envelope.m)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    log.warning("unreadable message on the bus dropped")
                     continue
-                await self._local.publish(channel.removeprefix(self._prefix), decoded)
+                await self._local.publish(envelope.to, decoded)
         finally:
-            self._changed.set()  # a new connection must subscribe everything again
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-
-class _Tracked:
-    def __init__(self, subscription: Subscription, changed: asyncio.Event) -> None:
-        self._subscription, self._changed = subscription, changed
-
-    def close(self) -> None:
-        self._subscription.close()
-        self._changed.set()

@@ -50,7 +50,7 @@ def create_app(
     app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
     metrics = Metrics(registry or CollectorRegistry(), (s.service_level_s for s in config.services))
     node = node_name(config)
-    cluster = Cluster(config, node) if config.redis.url and store is None else None
+    cluster = Cluster(config) if config.redis.url and store is None else None
     bus: MessageBus = cluster.bus if cluster else LocalBus()
     if cluster is not None:
         desk = Desk(config, cluster.store, bus, metrics, clock, node=node, nodes=cluster.store)

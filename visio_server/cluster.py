@@ -20,7 +20,7 @@ __all__ = ["Cluster"]
 
 
 class Cluster:
-    def __init__(self, config: Config, node: str) -> None:
+    def __init__(self, config: Config) -> None:
         settings = config.redis
         # Short socket timeouts: a node must notice a Redis outage in about a second,
         # refuse new requests with a typed error and keep its WebSockets open.
@@ -33,7 +33,7 @@ class Cluster:
         self.store = RedisQueueStore(
             self.client, prefix=settings.prefix, journal_keep=settings.journal_keep
         )
-        self.bus = RedisBus(self.client, prefix=settings.prefix, node=node)
+        self.bus = RedisBus(self.client, prefix=settings.prefix)
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         await self.bus.start()

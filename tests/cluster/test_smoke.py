@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from tests.cluster_support import Node
+from tests.support import WsClient
+
+StartNodes = Callable[..., Awaitable[list[Node]]]
+
+
+async def test_kiosk_on_one_node_is_answered_by_an_expert_on_another(
+    start_nodes: StartNodes,
+) -> None:
+    node_a, node_b = await start_nodes(2)
+    expert = await WsClient.connect(node_b.ws_url)
+    await expert.hello(node_b.token("expert", "expert-01"))
+    await expert.request({"type": "expert.status", "status": "available"})
+    kiosk = await WsClient.connect(node_a.ws_url)
+    await kiosk.hello(node_a.token("kiosk", "kiosk-001"))
+    queued = await kiosk.request({"type": "call.request", "service": "caf", "beneficiary": "1"})
+    assert queued["type"] == "call.queued", queued
+    await expert.expect("call.offered", call=queued["call"])
+    await expert.request({"type": "offer.accept", "call": queued["call"]})
+    await kiosk.expect("call.connected")
+    await expert.expect("call.connected")
+    await expert.send(
+        {"type": "rtc.sdp", "call": queued["call"], "description": {"type": "offer", "sdp": "v=0"}}
+    )
+    relayed = await kiosk.expect("rtc.sdp")
+    assert relayed["sender"] == "expert-01"
+    await kiosk.close()
+    await expert.close()
