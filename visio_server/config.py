@@ -105,7 +105,8 @@ class StorageConfig(_Section, frozen=True):
 class RedisConfig(_Section, frozen=True):
     url: str = ""
     """Empty: one node with its own store. ``redis://host:port/db`` (or ``rediss://``,
-    ``unix://``): several nodes share the queue, presence and message bus there."""
+    ``unix://``, ``redis+sentinel://h1:26379,h2:26379/master``): several nodes share the
+    queue, presence and message bus there."""
     prefix: Identifier = "visio"
     """Key prefix, so that several deployments may share one Redis."""
     node_id: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")] = ""
@@ -318,6 +319,9 @@ def _env_value(text: str) -> Any:
         return text
 
 
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
+
 def _check(config: Config) -> None:
     services = [s.id for s in config.services]
     for kind, ids in (
@@ -344,8 +348,8 @@ def _check(config: Config) -> None:
     if any(a[:2] in ("RS", "ES") for a in auth.algorithms) and not auth.jwks_url:
         raise ConfigError("auth.jwks_url: RS256/ES256 tokens need the identity provider's JWKS URL")
     redis = config.redis
-    if redis.url and urlsplit(redis.url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("redis.url: expected redis://, rediss:// or unix://")
+    if redis.url and urlsplit(redis.url).scheme not in _REDIS_SCHEMES:
+        raise ConfigError("redis.url: expected redis://, rediss://, unix:// or redis+sentinel://")
     if redis.node_cutoff_s < 2 * redis.heartbeat_s:
         raise ConfigError("redis.node_cutoff_s: must be at least twice redis.heartbeat_s")
     if config.media.turn_urls and not config.media.turn_secret:

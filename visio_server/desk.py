@@ -282,7 +282,12 @@ class Desk:
 
     async def execute(self, command: Command) -> list[Event]:
         async with self._lock:
-            events, now = await self.ledger.commit(command, self.clock, self._replayed)
+            try:
+                events, now = await self.ledger.commit(command, self.clock, self._replayed)
+            except StoreUnavailable:
+                self.store_ok = False
+                raise
+            self.store_ok = True
             await self._publish(events, now, own=True)
             return events
 

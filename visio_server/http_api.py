@@ -57,9 +57,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if not request.app[DESK].ready:
-        return web.json_response({"status": "starting"}, status=503)
-    return web.json_response({"status": "ready"})
+    desk = request.app[DESK]
+    body = {"node": desk.node, "store": "up" if desk.store_ok else "unreachable"}
+    if not desk.ready:
+        return web.json_response({"status": "starting", **body}, status=503)
+    return web.json_response({"status": "ready", **body})
 
 
 async def _bearer(request: web.Request) -> Principal:
