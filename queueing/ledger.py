@@ -199,16 +199,16 @@ class Ledger:
         if store_last is not None and store_last >= self.entry:
             await self.catch_up(replayed)
             return
-        # The store is behind us: it lost entries we saw it accept.
+        # The store is behind us: it lost entries we saw it accept. Give it back our
+        # checkpoint (unless another node was first), then the entries after it.
         checkpoint = self._checkpoint_entry
-        if store_last is None and await self.store.seed(self._checkpoint_state(), checkpoint):
-            log.warning("the store was empty: started it again from entry %s", checkpoint)
-            store_last = checkpoint
-        if (
-            store_last is not None
-            and store_last >= checkpoint
-            and await self._write_back(store_last)
-        ):
+        if store_last is None or store_last < checkpoint:
+            if await self.store.seed(self._checkpoint_state(), checkpoint, over=store_last):
+                log.warning("the store had lost entries: started it again from %s", checkpoint)
+                store_last = checkpoint
+            else:
+                store_last = None
+        if store_last is not None and await self._write_back(store_last):
             return
         log.warning("the store holds another history than this node: loading it")
         await self.open()

@@ -66,10 +66,12 @@ class QueueStore(Protocol):
     async def compact(self, snapshot: dict[str, Any], entry: int) -> None:
         """Keep ``snapshot`` as the state after entry ``entry``; older entries may go."""
 
-    async def seed(self, snapshot: dict[str, Any], entry: int) -> bool:
-        """Start an emptied store again from ``snapshot`` after entry ``entry``.
+    async def seed(self, snapshot: dict[str, Any], entry: int, *, over: int | None = None) -> bool:
+        """Start the store again from ``snapshot``, the state after entry ``entry``.
 
-        False when it is not empty (another writer seeded it first): load it instead."""
+        With ``over=None``, only an emptied store (restarted without its data); with a
+        number, only a store of this writer's history whose last entry is ``over`` (it
+        lost the later ones). False otherwise (another writer was first): load it."""
 
     async def read_events(
         self, since: float | None = None, until: float | None = None

@@ -96,8 +96,9 @@ class FileQueueStore:
                 await asyncio.wait_for(self._appended.wait(), block_s)
         return await self.read_journal(after)
 
-    async def seed(self, snapshot: dict[str, Any], entry: int) -> bool:
-        if self._last or self._snapshot_path.exists():
+    async def seed(self, snapshot: dict[str, Any], entry: int, *, over: int | None = None) -> bool:
+        empty = not self._last and not self._snapshot_path.exists()
+        if (over is None and not empty) or (over is not None and self._last != over):
             return False
         await self.compact(snapshot, entry)
         self._last = entry

@@ -66,10 +66,12 @@ class MemoryQueueStore:
         self._snapshot, self._snapshot_entry = snapshot, entry
         self._journal = [(n, c) for n, c in self._journal if n > entry]
 
-    async def seed(self, snapshot: dict[str, Any], entry: int) -> bool:
-        if self._last or self._snapshot is not None:
+    async def seed(self, snapshot: dict[str, Any], entry: int, *, over: int | None = None) -> bool:
+        empty = not self._last and self._snapshot is None
+        if (over is None and not empty) or (over is not None and self._last != over):
             return False
         self._snapshot, self._snapshot_entry, self._last = snapshot, entry, entry
+        self._journal = [(n, c) for n, c in self._journal if n > entry]
         return True
 
     async def read_events(

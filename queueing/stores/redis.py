@@ -50,9 +50,15 @@ return {epoch, redis.call('GET', KEYS[2]) or '0', redis.call('GET', KEYS[3]) or 
 """
 
 _SEED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[3])
-redis.call('SET', KEYS[1], ARGV[1])
+local epoch = redis.call('GET', KEYS[1])
+if ARGV[4] == '' then
+  if epoch then return 0 end
+  redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  if epoch ~= ARGV[1] then return 0 end
+  if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[4]) then return 0 end
+end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[4], ARGV[3])
 return 1
@@ -153,11 +159,17 @@ class RedisQueueStore:
             keys=[self._snapshot_key], args=[entry, _dump({"n": entry, "state": snapshot})]
         )
 
-    async def seed(self, snapshot: dict[str, Any], entry: int) -> bool:
-        epoch = secrets.token_hex(8)
+    async def seed(self, snapshot: dict[str, Any], entry: int, *, over: int | None = None) -> bool:
+        # A new epoch for an emptied store; the same one when moving our history on.
+        epoch = secrets.token_hex(8) if over is None else self._epoch
         seeded = await self._seed(
             keys=[self._epoch_key, self._entry_key, self._journal_key, self._snapshot_key],
-            args=[epoch, entry, _dump({"n": entry, "state": snapshot})],
+            args=[
+                epoch,
+                entry,
+                _dump({"n": entry, "state": snapshot}),
+                "" if over is None else over,
+            ],
         )
         if seeded:
             self._epoch = epoch
@@ -198,6 +210,10 @@ class RedisQueueStore:
 
     async def close(self) -> None:
         return None  # the client belongs to whoever made it
+
+
+def _blank_if_none(value: int | None) -> str | int:
+    return "" if value is None else value
 
 
 def _dump(value: Any) -> str:
