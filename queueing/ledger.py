@@ -136,8 +136,9 @@ class Ledger:
                 self._roll_back()
                 await self._recover(None, replayed)
                 continue
-            except Exception:
-                log.exception("the store did not take journal entry %s", written.entry)
+            except Exception as exc:
+                # Expected while the store is down: one line, not a traceback per write.
+                log.warning("the store did not take journal entry %s: %r", written.entry, exc)
                 self._roll_back()
                 raise StoreUnavailable() from None
             await self._written(written, compact=True)

@@ -187,21 +187,29 @@ class Desk:
                 async with self._lock:
                     events, now = await self.ledger.commit(None, self.clock, self._replayed)
                     await self._publish(events, now, own=True)
+            except StoreUnavailable:
+                # The machine went back to what the store holds: they fire again later.
+                await asyncio.sleep(_RETRY_S)
             except Exception:
-                # The store rolled the machine back: the same timers fire again later.
                 log.exception("queue timers could not be handled; retrying")
                 await asyncio.sleep(_RETRY_S)
 
     async def _run_follow(self) -> None:
         """Apply what other nodes write to the shared journal, as soon as they write it."""
+        failing = False
         while True:
             try:
                 entries = await self.store.wait_journal(self.ledger.entry, _FOLLOW_BLOCK_S)
                 if entries:
                     async with self._lock:
                         await self.ledger.catch_up(self._replayed, entries)
+                if failing:
+                    log.warning("following the shared journal again")
+                failing = False
             except Exception as exc:
-                log.warning("cannot follow the shared journal (%s); retrying", exc)
+                if not failing:
+                    log.warning("cannot follow the shared journal (%r); retrying", exc)
+                failing = True
                 await asyncio.sleep(_RETRY_S)
 
     async def _replayed(self, record: dict[str, Any], events: list[Event], at: float) -> None:
