@@ -127,14 +127,17 @@ class Ledger:
             written = _Written(self.entry + 1, record, [event_record(e) for e in events])
             try:
                 await self.store.append(written.entry, written.record, written.events)
-            except StoreConflict as exc:
-                self.conflicts += 1
+            except (StoreConflict, StoreLost) as exc:
                 self._roll_back()
-                await self._recover(exc.last_entry, replayed)
-                continue
-            except StoreLost:
-                self._roll_back()
-                await self._recover(None, replayed)
+                store_last = None
+                if isinstance(exc, StoreConflict):
+                    self.conflicts += 1
+                    store_last = exc.last_entry
+                try:
+                    await self._recover(store_last, replayed)
+                except Exception as failure:  # the store failed while we caught up
+                    log.warning("could not catch up with the store: %r", failure)
+                    raise StoreUnavailable() from None
                 continue
             except Exception as exc:
                 # Expected while the store is down: one line, not a traceback per write.

@@ -52,7 +52,10 @@ return {epoch, redis.call('GET', KEYS[2]) or '0', redis.call('GET', KEYS[3]) or 
 _SEED = """
 local epoch = redis.call('GET', KEYS[1])
 if ARGV[4] == '' then
-  if epoch then return 0 end
+  -- Empty means no entry and no snapshot: a node that only loaded it set the epoch.
+  if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
+    return 0
+  end
   redis.call('DEL', KEYS[3])
   redis.call('SET', KEYS[1], ARGV[1])
 else
@@ -210,10 +213,6 @@ class RedisQueueStore:
 
     async def close(self) -> None:
         return None  # the client belongs to whoever made it
-
-
-def _blank_if_none(value: int | None) -> str | int:
-    return "" if value is None else value
 
 
 def _dump(value: Any) -> str:
