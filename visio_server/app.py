@@ -18,7 +18,6 @@ from queueing.stores import FileQueueStore, MemoryQueueStore
 from signaling import LocalBus, MessageBus
 
 from .auth import Authenticator
-from .cluster import Cluster
 from .config import Config
 from .desk import Desk
 from .edge import Edge
@@ -50,7 +49,11 @@ def create_app(
     app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
     metrics = Metrics(registry or CollectorRegistry(), (s.service_level_s for s in config.services))
     node = node_name(config)
-    cluster = Cluster(config) if config.redis.url and store is None else None
+    cluster = None
+    if config.redis.url and store is None:
+        from .cluster import Cluster  # the embedded default does without the Redis client
+
+        cluster = Cluster(config)
     bus: MessageBus = cluster.bus if cluster else LocalBus()
     if cluster is not None:
         desk = Desk(config, cluster.store, bus, metrics, clock, node=node, nodes=cluster.store)

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,7 +16,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from .app import create_app, node_name
+from .app import create_app, make_store, node_name
 from .auth import ROLES, mint_token
 from .config import Config, ConfigError, RedisConfig, effective_config, load_config
 
@@ -51,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--config")
     show.add_argument("--server", help="base URL (default: from config)")
 
+    events = sub.add_parser(
+        "events", help="print the event log as JSON lines (file store or Redis)"
+    )
+    events.add_argument("--config")
+    events.add_argument("--redis-url", help="read the event log of this Redis (redis.url)")
+    events.add_argument("--since", help="ISO 8601 date or time (UTC unless it says)")
+    events.add_argument("--until", help="ISO 8601 date or time, excluded")
+
     check = sub.add_parser("check-config", help="validate and print the effective configuration")
     check.add_argument("--config")
     return parser
@@ -70,11 +79,67 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(config, args)
         case "queue":
             return asyncio.run(_queue_show(config, args.server))
+        case "events":
+            return asyncio.run(_events(config, args))
         case "check-config":
             print(json.dumps(effective_config(config), indent=2, ensure_ascii=False))
             print(f"configuration OK ({config.source})", file=sys.stderr)
             return 0
     return 2
+
+
+def _with_redis(config: Config, url: str | None, node_id: str | None = None) -> Config:
+    """The configuration with the command line's ``--redis-url``/``--node-id``."""
+    if not url and not node_id:
+        return config
+    wanted = msgspec.to_builtins(config.redis) | {
+        "url": url or config.redis.url,
+        "node_id": node_id or config.redis.node_id,
+    }
+    try:
+        redis = msgspec.convert(wanted, RedisConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"redis: {exc}") from None
+    return msgspec.structs.replace(config, redis=redis)
+
+
+async def _events(config: Config, args: argparse.Namespace) -> int:
+    try:
+        config = _with_redis(config, args.redis_url)
+        since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    cluster = None
+    if config.redis.url:
+        from .cluster import Cluster  # the embedded default does without the Redis client
+
+        cluster = Cluster(config)
+    store = cluster.store if cluster else make_store(config)
+    try:
+        rows = await store.read_events(since, until)
+    except Exception as exc:  # a file or Redis that cannot be read: say which, not a trace
+        print(f"cannot read the event log: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+        if cluster is not None:
+            await cluster.client.aclose()
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+    return 0
+
+
+def _instant(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{option}: not an ISO 8601 date or time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _hide_password(url: str) -> str:
@@ -97,17 +162,11 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.redis_url or args.node_id:
-        wanted = msgspec.to_builtins(config.redis) | {
-            "url": args.redis_url or config.redis.url,
-            "node_id": args.node_id or config.redis.node_id,
-        }
-        try:
-            redis = msgspec.convert(wanted, RedisConfig)
-        except msgspec.ValidationError as exc:
-            print(f"configuration error: redis: {exc}", file=sys.stderr)
-            return 2
-        config = msgspec.structs.replace(config, redis=redis)
+    try:
+        config = _with_redis(config, args.redis_url, args.node_id)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     base = _base_url(config, host, port)

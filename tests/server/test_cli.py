@@ -12,8 +12,11 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+from redis.asyncio import Redis
 
-from tests.support import EXPERT_CAF, RunningServer, WsClient
+from queueing.stores.redis import RedisQueueStore
+from tests.cluster_support import RedisServer
+from tests.support import EXPERT_CAF, RunningServer, WsClient, write_test_config
 
 Connect = Callable[..., Awaitable[WsClient]]
 
@@ -130,3 +133,56 @@ async def test_serve_starts_on_the_embedded_default_and_serves_the_pages(tmp_pat
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_events_prints_the_event_log_of_a_shared_redis_within_a_window(
+    redis_server: RedisServer,
+) -> None:
+    client = Redis.from_url(redis_server.url)
+    store = RedisQueueStore(client)
+    await store.load()
+    for entry, at in enumerate((1_700_000_000.0, 1_700_086_400.0, 1_700_172_800.0), start=1):
+        await store.append(
+            entry, {"kind": "Timer", "at": at}, [{"kind": "CallQueued", "at": at, "call": str(at)}]
+        )
+    await client.aclose()
+
+    done = await asyncio.to_thread(
+        cli,
+        "events",
+        "--redis-url",
+        redis_server.url,
+        "--since",
+        "2023-11-15T22:13:20+00:00",
+        "--until",
+        "2023-11-16T22:13:20Z",
+    )
+
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert rows == [{"kind": "CallQueued", "at": 1_700_086_400.0, "call": "1700086400.0"}]
+
+
+def test_events_reads_the_file_store_and_refuses_a_bad_date(tmp_path: Path) -> None:
+    path = write_test_config(tmp_path, backend="file")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "events.jsonl").write_text(
+        '{"n":1,"kind":"CallQueued","at":1700000000.0,"call":"a"}\n', "utf-8"
+    )
+
+    done = cli("events", "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"kind": "CallQueued", "at": 1700000000.0, "call": "a"}
+
+    refused = cli("events", "--config", str(path), "--since", "yesterday")
+    assert refused.returncode == 2
+    assert "--since: not an ISO 8601 date or time" in refused.stderr
+
+
+async def test_events_says_when_redis_cannot_be_reached(tmp_path: Path) -> None:
+    done = await asyncio.to_thread(
+        cli, "events", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"
+    )
+    assert done.returncode == 1
+    assert "cannot read the event log" in done.stderr
