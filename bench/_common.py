@@ -1,4 +1,5 @@
-"""What every bench shares: the --quick/--json flags, an in-process server, the report.
+"""What every bench shares: the --quick/--json flags, servers in-process or as processes,
+a protocol client, and the report.
 
 A bench prints a table for people and, with ``--json``, one JSON object on its last line
 for scripts; ``--quick`` is a smoke run that finishes in under a minute.
@@ -7,23 +8,53 @@ for scripts; ``--quick`` is a smoke run that finishes in under a minute.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ctypes
 import json
+import shutil
+import signal
+import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # A bench runs from a checkout (`python bench/NAME.py`) without the project installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp
 from aiohttp import web
 
 from visio_server.app import create_app
 from visio_server.config import Config
 from visio_server.sim import percentile
 
-__all__ = ["bench_parser", "in_process_server", "ms", "percentile", "report"]
+__all__ = [
+    "SECRET",
+    "Client",
+    "Running",
+    "bench_parser",
+    "config_head",
+    "die_with_parent",
+    "free_port",
+    "in_process_server",
+    "kiosk_section",
+    "ms",
+    "node_args",
+    "open_client",
+    "percentile",
+    "redis_server",
+    "report",
+    "run",
+    "service_section",
+    "subprocess_server",
+]
+
+T = TypeVar("T")
+
+SECRET = "bench-secret-0123456789-abcdefghijklmnop"
 
 
 def bench_parser(description: str) -> argparse.ArgumentParser:
@@ -33,6 +64,69 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the figures as one JSON object on the last line"
     )
     return parser
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` that also unwinds on SIGTERM, so the servers a bench started stop."""
+
+    terminated = False
+
+    def terminate(task: asyncio.Task[T]) -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate, task)
+        return await main
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if terminated:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+
+
+def config_head(storage: Sequence[str]) -> list[str]:
+    """The first lines of a bench configuration: limits no bench client should reach,
+    tokens signed with ``SECRET``, then the ``[storage]`` section's lines."""
+    return [
+        "[server]",
+        'host = "127.0.0.1"',
+        "rate_per_s = 1000",
+        "rate_burst = 1000",
+        "outbound_queue = 4096",
+        "[auth]",
+        f'hs256_secret = "{SECRET}"',
+        "[storage]",
+        *storage,
+    ]
+
+
+def service_section(service: str, *extra: str) -> list[str]:
+    """An always-open service whose offers ring long enough never to time out in a bench."""
+    return [
+        "[[services]]",
+        f'id = "{service}"',
+        f'name = "{service.title()}"',
+        'partner = "bench"',
+        "always_open = true",
+        "offer_timeout_s = 60",
+        *extra,
+    ]
+
+
+def kiosk_section(kiosk: str, services: Sequence[str]) -> list[str]:
+    return [
+        "[[kiosks]]",
+        f'id = "{kiosk}"',
+        f'name = "Kiosk {kiosk}"',
+        'place = "Bench"',
+        f"services = {json.dumps(list(services))}",
+    ]
 
 
 @asynccontextmanager
@@ -49,18 +143,180 @@ async def in_process_server(config: Config) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+# ---------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Running:
+    """A server process of the bench, listening on ``port`` of the loopback."""
+
+    process: asyncio.subprocess.Process
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def url(self, scheme: str = "http", path: str = "") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+
+def die_with_parent() -> None:
+    # Even a bench killed with SIGKILL leaves no server behind (PR_SET_PDEATHSIG).
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@asynccontextmanager
+async def subprocess_server(
+    args: list[str], port: int, *, output: Path | None = None
+) -> AsyncIterator[Running]:
+    """Start ``args``, wait until ``port`` accepts connections, stop it on the way out."""
+    sink = output.open("ab") if output is not None else asyncio.subprocess.DEVNULL
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *args, stdout=sink, stderr=sink, preexec_fn=die_with_parent
+        )
+    finally:
+        if output is not None:
+            sink.close()  # type: ignore[union-attr]
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"{args[0]} exited with {process.returncode} on start")
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+        yield Running(process, port)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@asynccontextmanager
+async def redis_server() -> AsyncIterator[Running]:
+    """A private redis-server on a free loopback port, keeping nothing on disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is needed (Debian package redis-server)")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    async with subprocess_server([*args, "no"], port) as server:
+        yield server
+
+
+def node_args(
+    config: Path, port: int, *, redis_url: str | None = None, node_id: str | None = None
+) -> list[str]:
+    """The command line of one server node."""
+    args = [sys.executable, "-m", "visio_server.cli", "serve", "--quiet-tokens"]
+    args += ["--config", str(config), "--port", str(port)]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    if node_id:
+        args += ["--node-id", node_id]
+    return args
+
+
+# ---------------------------------------------------------------------- protocol client
+
+
+class Client:
+    """A minimal protocol client.
+
+    A reply or event someone awaits with ``expect`` goes to that waiter; events of the
+    ``kept`` types are queued otherwise, so a closed-loop client can miss none of them
+    whatever order they arrive in; anything else is dropped."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, kept: Sequence[str] = ()) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.inbox: dict[str, asyncio.Queue[dict[str, Any]]] = {t: asyncio.Queue() for t in kept}
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            message = json.loads(frame.data)
+            key = message.get("id") or message["type"]
+            waiter = self.waiters.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+            elif message["type"] in self.inbox:
+                self.inbox[message["type"]].put_nowait(message)
+
+    def expect(self, key: str) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiters[key] = future
+        return future
+
+    async def next(self, kind: str, call: str | None = None) -> dict[str, Any]:
+        """The oldest kept event of type ``kind`` (of ``call`` if given; older ones of
+        other calls are dropped), waiting for one if need be."""
+        async with asyncio.timeout(30):
+            while True:
+                message = await self.inbox[kind].get()
+                if call is None or message.get("call") == call:
+                    return message
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        key = str(self.next_id)
+        reply = self.expect(key)
+        await self.ws.send_str(json.dumps({**message, "id": key}))
+        # Not wait_for: on 3.11 it swallows a cancellation that meets the reply.
+        async with asyncio.timeout(30):
+            return await reply
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.reader
+
+
+async def open_client(
+    session: aiohttp.ClientSession, url: str, token: str, kept: Sequence[str] = ()
+) -> Client:
+    client = Client(await session.ws_connect(url, max_msg_size=0), kept)
+    welcome = await client.request({"type": "hello", "token": token})
+    assert welcome["type"] == "welcome", welcome
+    return client
+
+
+# ---------------------------------------------------------------------- report
+
+
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
 def report(
-    title: str, rows: Sequence[tuple[str, str, str]], figures: dict[str, Any], as_json: bool
+    title: str,
+    rows: Sequence[Sequence[str]],
+    figures: dict[str, Any],
+    as_json: bool,
+    columns: Sequence[str] = ("measured",),
 ) -> None:
-    """Print ``rows`` (name, measured, target) as a table, then the figures as JSON if asked."""
-    width = max(len(name) for name, _, _ in rows)
+    """Print ``rows`` (name, one value per column, target) as a table, then the figures
+    as JSON if asked."""
+    width = max(len(row[0]) for row in rows)
     print(title)
-    print(f"  {'':{width}}  {'measured':>12}  target")
-    for name, measured, target in rows:
-        print(f"  {name:{width}}  {measured:>12}  {target}")
+    print(f"  {'':{width}}  " + "".join(f"{c:>12}  " for c in columns) + "target")
+    for name, *values, target in rows:
+        print(f"  {name:{width}}  " + "".join(f"{v:>12}  " for v in values) + target)
     if as_json:
         print(json.dumps(figures))
