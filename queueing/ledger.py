@@ -55,7 +55,14 @@ class StoreUnavailable(QueueError):
 class _Written:
     entry: int
     record: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[Event]
+    rows: list[dict[str, Any]] | None = None
+    """The events as records: made for an append, and only when needed for a replay."""
+
+    def event_rows(self) -> list[dict[str, Any]]:
+        if self.rows is None:
+            self.rows = [event_record(e) for e in self.events]
+        return self.rows
 
 
 class Ledger:
@@ -113,6 +120,7 @@ class Ledger:
         Returns its events and the time it was applied at. A refused command raises
         ``QueueError`` having changed nothing; a store that fails raises
         ``StoreUnavailable`` with the machine back at the last stored entry."""
+        self.checkpoint_if_due()
         for _ in range(_MAX_ATTEMPTS):
             now = max(clock(), self.last_at)
             if command is None:
@@ -124,9 +132,9 @@ class Ledger:
             else:
                 events = self.machine.apply(command, now)
                 record = command_record(command, now)
-            written = _Written(self.entry + 1, record, [event_record(e) for e in events])
+            written = _Written(self.entry + 1, record, events)
             try:
-                await self.store.append(written.entry, written.record, written.events)
+                await self.store.append(written.entry, written.record, written.event_rows())
             except (StoreConflict, StoreLost) as exc:
                 self._roll_back()
                 store_last = None
@@ -164,8 +172,7 @@ class Ledger:
                 await self._recover(None, replayed)
                 return count
             events = _apply_record(self.machine, record)
-            written = _Written(number, record, [event_record(e) for e in events])
-            await self._written(written, compact=False)
+            await self._written(_Written(number, record, events), compact=False)
             await replayed(record, events, self.last_at)
             count += 1
         return count
@@ -174,15 +181,19 @@ class Ledger:
         self.entry = written.entry
         self.last_at = max(self.last_at, float(written.record.get("at", 0.0)))
         self._tail.append(written)
-        if len(self._tail) >= _CHECKPOINT_EVERY:
-            self._checkpoint = _encode(self.machine.snapshot())
-            self._checkpoint_entry = self.entry
-            self._tail = []
         if compact and written.entry % self.snapshot_every == 0:
             try:
                 await self.store.compact(self.machine.snapshot(), written.entry)
             except Exception:  # the journal still holds everything: compact next time
                 log.exception("the store could not compact its journal")
+
+    def checkpoint_if_due(self) -> None:
+        """Keep a local copy of the machine to go back to; called once the events of the
+        entry have left, since a copy of a large queue takes a few milliseconds."""
+        if len(self._tail) >= _CHECKPOINT_EVERY:
+            self._checkpoint = _encode(self.machine.snapshot())
+            self._checkpoint_entry = self.entry
+            self._tail = []
 
     # ------------------------------------------------------------------ going back
 
@@ -229,7 +240,7 @@ class Ledger:
             if written.entry <= store_last:
                 continue
             try:
-                await self.store.append(written.entry, written.record, written.events)
+                await self.store.append(written.entry, written.record, written.event_rows())
             except (StoreConflict, StoreLost):
                 return False
         log.warning("wrote back entries %s..%s the store had lost", store_last + 1, self.entry)

@@ -43,6 +43,7 @@ from queueing import (
     ExpertStatus,
     FinishWrapUp,
     HangUp,
+    JournalEntry,
     KioskBack,
     KioskId,
     KioskLost,
@@ -124,6 +125,8 @@ class Desk:
         self.ledger = Ledger(self._new_machine, store, snapshot_every=config.storage.snapshot_every)
         self.estimator = WaitEstimator()
         self._lock = asyncio.Lock()
+        self._inbox: list[JournalEntry] = []
+        """Entries other nodes wrote, fetched but not applied yet."""
         self._pending: dict[str, Command] = {}
         """Presence commands the store refused while down, replayed when it is back."""
         self.on_moved: Callable[[str, str], None] = lambda party, link: None
@@ -185,6 +188,7 @@ class Desk:
                 continue
             try:
                 async with self._lock:
+                    await self._apply_inbox()
                     events, now = await self.ledger.commit(None, self.clock, self._replayed)
                     await self._publish(events, now, own=True)
             except StoreUnavailable:
@@ -201,8 +205,11 @@ class Desk:
             try:
                 entries = await self.store.wait_journal(self.ledger.entry, _FOLLOW_BLOCK_S)
                 if entries:
+                    # Commands already waiting for the lock apply these first, instead
+                    # of losing the race for the next entry number to them.
+                    self._inbox.extend(entries)
                     async with self._lock:
-                        await self.ledger.catch_up(self._replayed, entries)
+                        await self._apply_inbox()
                 if failing:
                     log.warning("following the shared journal again")
                 failing = False
@@ -211,6 +218,11 @@ class Desk:
                     log.warning("cannot follow the shared journal (%r); retrying", exc)
                 failing = True
                 await asyncio.sleep(_RETRY_S)
+
+    async def _apply_inbox(self) -> None:
+        entries, self._inbox = self._inbox, []
+        if entries:
+            await self.ledger.catch_up(self._replayed, entries)
 
     async def _replayed(self, record: dict[str, Any], events: list[Event], at: float) -> None:
         """An entry another node wrote: tell this node's connections, as that node did."""
@@ -291,6 +303,7 @@ class Desk:
     async def execute(self, command: Command) -> list[Event]:
         async with self._lock:
             try:
+                await self._apply_inbox()
                 events, now = await self.ledger.commit(command, self.clock, self._replayed)
             except StoreUnavailable:
                 self.store_ok = False
@@ -305,6 +318,7 @@ class Desk:
             if own:  # each node counts what it wrote, so that the cluster sums right
                 self._count(event)
         await self._route(events, now)
+        self.ledger.checkpoint_if_due()
         self._timer_changed.set()
         if events:
             self._status_changed.set()
@@ -567,7 +581,11 @@ class Desk:
     async def _refresh_estimates(self, now: float) -> None:
         """Waits drift while nothing happens (calls in progress get longer): tell kiosks."""
         for service in self.machine.services:
-            queued = self.machine.queued(service)
+            queued = [
+                call
+                for call in self.machine.queued(service)
+                if self.bus.has_subscribers(address("kiosk", call.kiosk))
+            ]
             if not queued:
                 continue
             self._ranges(service, now, fresh=True)
@@ -577,26 +595,29 @@ class Desk:
     async def _tell_position(
         self, call: CallId, kiosk: KioskId, service: ServiceId, position: int, now: float
     ) -> None:
+        target = address("kiosk", kiosk)
+        if not self.bus.has_subscribers(target):
+            return  # another node holds the kiosk and tells it; estimates cost a simulation
         low, high = self._wait_range(service, position, now)
         if self._told.get(call) == (position, low, high):
             return
         self._told[call] = (position, low, high)
         await self.bus.publish_here(
-            address("kiosk", kiosk),
-            m.CallPosition(call=call, position=position, wait_min_s=low, wait_max_s=high),
+            target, m.CallPosition(call=call, position=position, wait_min_s=low, wait_max_s=high)
         )
 
     # ------------------------------------------------------------------ routing
 
     async def _route(self, events: list[Event], now: float) -> None:
         publish = self.bus.publish_here
+        here = self.bus.has_subscribers  # messages for parties held elsewhere are not built
         for event in events:
             match event:
                 case PositionChanged():
                     await self._tell_position(
                         event.call, event.kiosk, event.service, event.position, now
                     )
-                case CallOffered():
+                case CallOffered() if here(address("expert", event.expert)):
                     await publish(address("expert", event.expert), self._offer_message(event, now))
                 case OfferEnded() if event.result != "accepted":
                     reason: Any = event.result
@@ -747,6 +768,8 @@ class Desk:
                 call.expert,
             ),
         ):
+            if not self.bus.has_subscribers(target):
+                continue
             servers = ice_servers(
                 media.stun_urls, media.turn_urls, media.turn_secret, user, now, media.turn_ttl_s
             )
