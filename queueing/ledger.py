@@ -38,6 +38,7 @@ TIMER_RECORD = "Timer"
 """Journal kind of a timer firing: ``{"kind": "Timer", "at": now}``."""
 
 _CHECKPOINT_EVERY = 64
+_CHECKPOINT_CONTENDED = 16
 _MAX_ATTEMPTS = 50
 
 Replayed = Callable[[dict[str, Any], list[Event], float], Awaitable[None]]
@@ -84,6 +85,7 @@ class Ledger:
         self._tail: list[_Written] = []
         self.dropped: list[CallId] = []
         self.conflicts = 0
+        self._recent_conflict = -_CHECKPOINT_EVERY
         self.last_at = 0.0
         """Time of the newest entry: nodes' clocks differ a little, and the machine must
         never see time go backwards."""
@@ -137,12 +139,13 @@ class Ledger:
                 await self.store.append(written.entry, written.record, written.event_rows())
             except (StoreConflict, StoreLost) as exc:
                 self._roll_back()
-                store_last = None
+                store_last, missed = None, None
                 if isinstance(exc, StoreConflict):
                     self.conflicts += 1
-                    store_last = exc.last_entry
+                    self._recent_conflict = self.entry
+                    store_last, missed = exc.last_entry, exc.missed or None
                 try:
-                    await self._recover(store_last, replayed)
+                    await self._recover(store_last, replayed, missed)
                 except Exception as failure:  # the store failed while we caught up
                     log.warning("could not catch up with the store: %r", failure)
                     raise StoreUnavailable() from None
@@ -190,7 +193,9 @@ class Ledger:
     def checkpoint_if_due(self) -> None:
         """Keep a local copy of the machine to go back to; called once the events of the
         entry have left, since a copy of a large queue takes a few milliseconds."""
-        if len(self._tail) >= _CHECKPOINT_EVERY:
+        # Under contention, rollbacks are frequent: keep their replay short.
+        contended = self.entry - self._recent_conflict < _CHECKPOINT_EVERY
+        if len(self._tail) >= (_CHECKPOINT_CONTENDED if contended else _CHECKPOINT_EVERY):
             self._checkpoint = _encode(self.machine.snapshot())
             self._checkpoint_entry = self.entry
             self._tail = []
@@ -206,13 +211,15 @@ class Ledger:
             _apply_record(machine, written.record)
         self.machine = machine
 
-    async def _recover(self, store_last: int | None, replayed: Replayed) -> None:
+    async def _recover(
+        self, store_last: int | None, replayed: Replayed, missed: list[JournalEntry] | None = None
+    ) -> None:
         """Bring this node and the store to the same history.
 
         ``store_last`` is the store's last entry as a conflict reported it, or None when
         the store lost the history we built on (restart without data, or gap)."""
         if store_last is not None and store_last >= self.entry:
-            await self.catch_up(replayed)
+            await self.catch_up(replayed, missed)
             return
         # The store is behind us: it lost entries we saw it accept. Give it back our
         # checkpoint (unless another node was first), then the entries after it.

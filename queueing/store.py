@@ -21,9 +21,11 @@ JournalEntry = tuple[int, dict[str, Any]]
 class StoreConflict(Exception):
     """Entry ``n`` was not the next one: another writer got there first."""
 
-    def __init__(self, last_entry: int) -> None:
+    def __init__(self, last_entry: int, missed: list[JournalEntry] | None = None) -> None:
         super().__init__(f"the store's last entry is {last_entry}")
         self.last_entry = last_entry
+        self.missed = missed or []
+        """The entries after the writer's last one, when the store could send them along."""
 
 
 class StoreLost(Exception):

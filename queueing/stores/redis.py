@@ -33,7 +33,14 @@ if not epoch then return {'lost', 0} end
 if epoch ~= ARGV[1] then return {'reset', 0} end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local n = tonumber(ARGV[2])
-if last ~= n - 1 then return {'conflict', last} end
+if last ~= n - 1 then
+  -- The entries the writer missed come with the refusal: one round trip, not two.
+  local missed = {}
+  if last > n - 1 then
+    missed = redis.call('XRANGE', KEYS[3], '(' .. (n - 1) .. '-1', '+', 'COUNT', 1000)
+  end
+  return {'conflict', last, missed}
+end
 redis.call('SET', KEYS[2], n)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], n .. '-1', 'c', ARGV[4])
 for i = 5, #ARGV do redis.call('XADD', KEYS[4], '*', 'e', ARGV[i]) end
@@ -118,7 +125,7 @@ class RedisQueueStore:
         self, entry: int, command: dict[str, Any], events: list[dict[str, Any]]
     ) -> None:
         rows = [_dump({"n": entry, **event}) for event in events]
-        outcome, last = await self._append(
+        outcome, last, *missed = await self._append(
             keys=[self._epoch_key, self._entry_key, self._journal_key, self._events_key],
             args=[self._epoch, entry, self._journal_keep, _dump(command), *rows],
         )
@@ -126,7 +133,10 @@ class RedisQueueStore:
             case "ok":
                 return
             case "conflict":
-                raise StoreConflict(int(last))
+                entries = [_entry(item) for item in missed[0]] if missed else []
+                if entries and entries[0][0] != entry:
+                    entries = []  # compacted away meanwhile: the writer reads them itself
+                raise StoreConflict(int(last), entries)
             case "lost":
                 raise StoreLost("the store is empty: it restarted without its data")
             case _:
@@ -225,4 +235,6 @@ def _text(value: Any) -> str:
 
 def _entry(item: Any) -> JournalEntry:
     stream_id, fields = item
+    if isinstance(fields, list):  # as a Lua script returns it: [field, value, ...]
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
     return int(_text(stream_id).split("-", 1)[0]), json.loads(fields[b"c"])
