@@ -15,7 +15,10 @@ back entries that the store lost when it restarted without persistence.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +42,8 @@ TIMER_RECORD = "Timer"
 
 _CHECKPOINT_EVERY = 64
 _CHECKPOINT_CONTENDED = 16
-_MAX_ATTEMPTS = 50
+_GIVE_UP_S = 5.0
+"""How long a node keeps losing races for the next entry before it refuses a command."""
 
 Replayed = Callable[[dict[str, Any], list[Event], float], Awaitable[None]]
 """Told of each entry another node wrote, once applied here: its record, events, time."""
@@ -85,6 +89,7 @@ class Ledger:
         self._tail: list[_Written] = []
         self.dropped: list[CallId] = []
         self.conflicts = 0
+        self._writer = secrets.token_hex(6)
         self._recent_conflict = -_CHECKPOINT_EVERY
         self.last_at = 0.0
         """Time of the newest entry: nodes' clocks differ a little, and the machine must
@@ -123,7 +128,12 @@ class Ledger:
         ``QueueError`` having changed nothing; a store that fails raises
         ``StoreUnavailable`` with the machine back at the last stored entry."""
         self.checkpoint_if_due()
-        for _ in range(_MAX_ATTEMPTS):
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _GIVE_UP_S
+        lost = 0
+        while loop.time() < give_up:
+            if lost >= 3:  # let the other writers through instead of racing them in step
+                await asyncio.sleep(random.uniform(0, 0.001 * lost))
             now = max(clock(), self.last_at)
             if command is None:
                 due = self.machine.get_timer()
@@ -134,14 +144,26 @@ class Ledger:
             else:
                 events = self.machine.apply(command, now)
                 record = command_record(command, now)
+            if self.store.shared:
+                # Tells this writer's entry from an identical one of another writer
+                # (two nodes firing the same timer at the same instant).
+                record["_writer"] = self._writer
             written = _Written(self.entry + 1, record, events)
             try:
                 await self.store.append(written.entry, written.record, written.event_rows())
             except (StoreConflict, StoreLost) as exc:
+                if isinstance(exc, StoreConflict) and exc.missed[:1] == [
+                    (written.entry, written.record)
+                ]:
+                    # Our own entry: the reply to a write that did go through was lost
+                    # and the client tried again. It is stored; carry on from there.
+                    await self._written(written, compact=True)
+                    return events, now
                 self._roll_back()
                 store_last, missed = None, None
                 if isinstance(exc, StoreConflict):
                     self.conflicts += 1
+                    lost += 1
                     self._recent_conflict = self.entry
                     store_last, missed = exc.last_entry, exc.missed or None
                 try:
@@ -157,6 +179,7 @@ class Ledger:
                 raise StoreUnavailable() from None
             await self._written(written, compact=True)
             return events, now
+        log.warning("gave up on a command after losing %s races for the next entry", lost)
         raise StoreUnavailable()
 
     async def catch_up(self, replayed: Replayed, entries: list[JournalEntry] | None = None) -> int:

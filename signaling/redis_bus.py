@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 _RETRY_S = (0.2, 0.5, 1.0, 2.0)
 
 
+def _not_cancelled() -> bool:
+    """Raise if this task was cancelled: on Python 3.11, ``asyncio.wait_for`` (which the
+    Redis client uses) can swallow a cancellation, and the loop would run on for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return True
+
+
 class _Envelope(msgspec.Struct):
     to: str
     m: msgspec.Raw
@@ -80,7 +89,7 @@ class RedisBus:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while _not_cancelled():
             try:
                 await self._listen()
             except (RedisError, OSError) as exc:
@@ -96,7 +105,7 @@ class RedisBus:
             await pubsub.subscribe(self._channel)
             self.connected = True
             self._listening.set()
-            while True:
+            while _not_cancelled():
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None or message["type"] != "message":
                     continue

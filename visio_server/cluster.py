@@ -12,7 +12,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 from queueing.stores.redis import RedisQueueStore
 from signaling.redis_bus import RedisBus
@@ -27,7 +30,10 @@ def connect(url: str, **options: Any) -> Redis:
     failover, ``redis+sentinel://host:26379,host2:26379/<master name>[/<db>]``."""
     # Short socket timeouts: a node must notice a Redis outage in about a second,
     # refuse new requests with a typed error and keep its WebSockets open.
-    options = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0, **options}
+    # A pooled connection that was idle while Redis restarted fails its next command
+    # once; try again on a fresh one. Not after a timeout: the command may have run.
+    retry = Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
+    options = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0, "retry": retry, **options}
     parts = urlsplit(url)
     if parts.scheme != "redis+sentinel":
         return Redis.from_url(url, **options)
