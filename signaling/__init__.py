@@ -1,6 +1,6 @@
 """Wire protocol of visio-guichet: typed messages, codec, JSON Schema, session rules, bus."""
 
-from .bus import LocalBus, MessageBus, Subscription, address
+from .bus import LocalBus, MessageBus, Subscription, address, not_cancelled
 from .codec import CLIENT_TYPES, decode_client, decode_server, encode, request_id_of
 from .errors import (
     Forbidden,
@@ -32,6 +32,7 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode",
+    "not_cancelled",
     "protocol_schema",
     "request_id_of",
 ]

@@ -8,14 +8,25 @@ Delivery callbacks must not block: they put the message in a bounded queue.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
 from .messages import Message
 
-__all__ = ["Deliver", "LocalBus", "MessageBus", "Subscription", "address"]
+__all__ = ["Deliver", "LocalBus", "MessageBus", "Subscription", "address", "not_cancelled"]
 
 Deliver = Callable[[Message], None]
+
+
+def not_cancelled() -> bool:
+    """For ``while not_cancelled():`` loops that await the Redis client: on Python 3.11,
+    ``asyncio.wait_for`` (which it uses) can swallow a cancellation, and a loop that
+    caught nothing would run on for ever. Raises if this task was cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return True
 
 
 def address(kind: str, identity: str) -> str:

@@ -20,7 +20,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .bus import Deliver, LocalBus, Subscription
+from .bus import Deliver, LocalBus, Subscription, not_cancelled
 from .codec import decode_server, encode
 from .errors import Unavailable
 from .messages import Message
@@ -30,15 +30,6 @@ __all__ = ["RedisBus"]
 log = logging.getLogger(__name__)
 
 _RETRY_S = (0.2, 0.5, 1.0, 2.0)
-
-
-def _not_cancelled() -> bool:
-    """Raise if this task was cancelled: on Python 3.11, ``asyncio.wait_for`` (which the
-    Redis client uses) can swallow a cancellation, and the loop would run on for ever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-    return True
 
 
 class _Envelope(msgspec.Struct):
@@ -89,7 +80,7 @@ class RedisBus:
 
     async def _run(self) -> None:
         failures = 0
-        while _not_cancelled():
+        while not_cancelled():
             try:
                 await self._listen()
             except (RedisError, OSError) as exc:
@@ -105,7 +96,7 @@ class RedisBus:
             await pubsub.subscribe(self._channel)
             self.connected = True
             self._listening.set()
-            while _not_cancelled():
+            while not_cancelled():
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None or message["type"] != "message":
                     continue

@@ -262,3 +262,16 @@ async def answered_call(server: RunningServer) -> tuple[WsClient, WsClient, str]
     await kiosk.expect("call.connected")
     await expert.expect("call.connected")
     return kiosk, expert, str(queued["call"])
+
+
+def assert_sim_calls_carried_media(summary: dict[str, Any], calls: int) -> None:
+    """``visio-sim --json`` placed ``calls`` calls, all connected and completed, with
+    media both ways: 2 s at 30 fps and 50 audio frames/s are well over these floors."""
+    assert summary["errors"] == [], summary["errors"]
+    assert summary["calls_requested"] == calls
+    assert summary["calls_connected"] == calls
+    assert summary["calls_completed"] == calls
+    assert summary["calls_with_media_both_ways"] == calls
+    for side in ("kiosks", "experts"):
+        assert summary[f"video_frames_received_by_{side}"] >= calls * 20, summary
+        assert summary[f"audio_frames_received_by_{side}"] >= calls * 40, summary

@@ -69,7 +69,7 @@ from queueing import (
     event_from_record,
 )
 from queueing.model import Call, PartyRole
-from signaling import MessageBus, address
+from signaling import MessageBus, address, not_cancelled
 from signaling import messages as m
 
 from .auth import Principal
@@ -89,15 +89,6 @@ _STATUS_THROTTLE_S = 0.5
 _FOLLOW_BLOCK_S = 1.0
 _ESTIMATE_STEP_S = 30.0
 _RETRY_S = 1.0
-
-
-def _not_cancelled() -> bool:
-    """Raise if this task was cancelled: on Python 3.11, ``asyncio.wait_for`` (which the
-    Redis client uses) can swallow a cancellation, and a loop would run on for ever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-    return True
 
 
 class NodeRegistry(Protocol):
@@ -188,7 +179,7 @@ class Desk:
                 group.create_task(self._run_heartbeat())
 
     async def _run_timers(self) -> None:
-        while _not_cancelled():
+        while not_cancelled():
             self._timer_changed.clear()
             deadline = self.machine.get_timer()
             delay = None if deadline is None else max(0.0, deadline - self.clock())
@@ -210,7 +201,7 @@ class Desk:
     async def _run_follow(self) -> None:
         """Apply what other nodes write to the shared journal, as soon as they write it."""
         failing = False
-        while _not_cancelled():
+        while not_cancelled():
             try:
                 entries = await self.store.wait_journal(self.ledger.entry, _FOLLOW_BLOCK_S)
                 if entries:
@@ -253,7 +244,7 @@ class Desk:
         settings = self.config.redis
         loop = asyncio.get_running_loop()
         reachable_since: float | None = None
-        while _not_cancelled():
+        while not_cancelled():
             try:
                 await self.nodes.beat(self.node, settings.node_cutoff_s)
                 if reachable_since is None:
@@ -281,7 +272,7 @@ class Desk:
                 await self.execute(NodeLost(node))
 
     async def _run_pending(self) -> None:
-        while _not_cancelled():
+        while not_cancelled():
             await asyncio.sleep(_RETRY_S)
             for party, command in list(self._pending.items()):
                 try:
@@ -295,7 +286,7 @@ class Desk:
 
     async def _run_status(self) -> None:
         refresh = max(self.config.queue.estimate_refresh_s, 1.0) * 3
-        while _not_cancelled():
+        while not_cancelled():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._status_changed.wait(), refresh)
             self._status_changed.clear()
