@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -275,3 +277,42 @@ def assert_sim_calls_carried_media(summary: dict[str, Any], calls: int) -> None:
     for side in ("kiosks", "experts"):
         assert summary[f"video_frames_received_by_{side}"] >= calls * 20, summary
         assert summary[f"audio_frames_received_by_{side}"] >= calls * 40, summary
+
+
+REPO = Path(__file__).resolve().parents[1]
+SIM_TIMEOUT_S = 90.0
+
+
+async def start_sim_process(*args: str) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "visio_server.sim",
+        *args,
+        "--json",
+        "--timeout",
+        str(SIM_TIMEOUT_S),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_sim_process(*args: str) -> tuple[int, dict[str, Any], str]:
+    """Run ``python -m visio_server.sim ARGS --json``; (exit code, last-line JSON, stderr)."""
+    process = await start_sim_process(*args)
+    try:
+        async with asyncio.timeout(SIM_TIMEOUT_S + 30):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    last_line = stdout.decode().strip().splitlines()[-1]
+    return process.returncode, json.loads(last_line), stderr.decode()

@@ -4,12 +4,9 @@ of kiosks answered exactly once, in queue order, whichever node each party is on
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import warnings
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +22,7 @@ from tests.cluster.helpers import (
     read_journal,
 )
 from tests.cluster_support import RedisServer
-from tests.support import WsClient, assert_sim_calls_carried_media
+from tests.support import WsClient, assert_sim_calls_carried_media, run_sim_process
 
 SIM_TIMEOUT_S = 60.0
 
@@ -46,12 +43,9 @@ async def test_sim_media_flows_both_ways_between_kiosk_and_expert_on_different_n
     start_nodes: StartNodes, redis_server: RedisServer
 ) -> None:
     node_a, node_b = await start_nodes(2, kiosks=1, experts=1)
-    sim = Path(sys.executable).with_name("visio-sim")
-    assert sim.exists(), "visio-sim is installed with the project (pip install -e .)"
     # The sim hands out servers in turn, experts first: the one expert lands on node A
     # and the one kiosk on node B, so every SDP goes through Redis pub/sub.
-    process = await asyncio.create_subprocess_exec(
-        str(sim),
+    returncode, summary, stderr = await run_sim_process(
         "--server",
         node_a.url,
         "--server",
@@ -66,23 +60,10 @@ async def test_sim_media_flows_both_ways_between_kiosk_and_expert_on_different_n
         "3",
         "--media",
         "2",
-        "--json",
-        "--timeout",
-        str(SIM_TIMEOUT_S),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    try:
-        async with asyncio.timeout(SIM_TIMEOUT_S + 30):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    summary = json.loads(stdout.decode().strip().splitlines()[-1])
-    assert summary["errors"] == [], stderr.decode()
+    assert summary["errors"] == [], stderr
     assert_sim_calls_carried_media(summary, 3)
-    assert process.returncode == 0
+    assert returncode == 0
 
     journal = await read_journal(redis_server.url)
     expert_links = {r["link"].split("/")[0] for r in journal if r["kind"] == "ExpertSignIn"}

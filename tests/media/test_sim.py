@@ -9,18 +9,19 @@ because aioice leaves 127.0.0.1 out on its own.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from signaling.messages import ServiceInfo
-from tests.support import assert_sim_calls_carried_media
+from tests.support import (
+    assert_sim_calls_carried_media,
+    run_sim_process,
+    start_sim_process,
+)
 from visio_server.sim import (
     PeerSession,
     SimOptions,
@@ -31,42 +32,6 @@ from visio_server.sim import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SIM_TIMEOUT_S = 90.0
-
-
-async def start_sim_process(*args: str) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "visio_server.sim",
-        *args,
-        "--json",
-        "--timeout",
-        str(SIM_TIMEOUT_S),
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def run_sim_process(*args: str) -> tuple[int, dict[str, Any], str]:
-    """Run ``python -m visio_server.sim ARGS --json``; (exit code, last-line JSON, stderr)."""
-    process = await start_sim_process(*args)
-    try:
-        async with asyncio.timeout(SIM_TIMEOUT_S + 30):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    last_line = stdout.decode().strip().splitlines()[-1]
-    return process.returncode, json.loads(last_line), stderr.decode()
 
 
 @pytest.mark.media
