@@ -24,8 +24,6 @@ from tests.cluster.helpers import (
 from tests.cluster_support import RedisServer
 from tests.support import WsClient, assert_sim_calls_carried_media, run_sim_process
 
-SIM_TIMEOUT_S = 60.0
-
 
 @pytest.fixture
 async def parties() -> AsyncIterator[Parties]:
