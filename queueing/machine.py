@@ -834,10 +834,12 @@ class QueueMachine:
         """Offer waiting calls to free experts until no pair matches."""
         while True:
             best: tuple[tuple[int, int, float, int], Call, list[Expert]] | None = None
-            for service, queue in self._queues.items():
-                if not queue:
-                    continue
-                free = self._free_experts(service)
+            waiting = [(service, queue) for service, queue in self._queues.items() if queue]
+            if not waiting:
+                return
+            free_by_service = self._free_experts()
+            for service, queue in waiting:
+                free = free_by_service.get(service)
                 if not free:
                     continue
                 for call_id in queue:
@@ -853,12 +855,14 @@ class QueueMachine:
                 return
             self._offer(best[1], best[2], now)
 
-    def _free_experts(self, service: ServiceId) -> list[Expert]:
-        return [
-            e
-            for e in self._experts.values()
-            if service in e.services and e.is_free() and e.id in self._online
-        ]
+    def _free_experts(self) -> dict[ServiceId, list[Expert]]:
+        """Free experts by service, in one pass (insertion order, as routing expects)."""
+        free: dict[ServiceId, list[Expert]] = {}
+        for expert in self._experts.values():
+            if expert.is_free() and expert.id in self._online:
+                for service in expert.services:
+                    free.setdefault(service, []).append(expert)
+        return free
 
     def _offer(self, call: Call, eligible: list[Expert], now: float) -> None:
         spec = self.services[call.service]

@@ -6,7 +6,6 @@ part of the stored format, so renaming a command or event class needs a migratio
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import msgspec
@@ -28,7 +27,7 @@ _EVENTS: dict[str, type[events.Event]] = {
 
 
 def command_record(command: commands.Command, now: float) -> dict[str, Any]:
-    fields = msgspec.to_builtins(dataclasses.asdict(command))
+    fields = msgspec.to_builtins(command)
     return {"kind": type(command).__name__, "at": now, **fields}
 
 
@@ -40,7 +39,7 @@ def command_from_record(record: dict[str, Any]) -> tuple[commands.Command, float
 
 
 def event_record(event: events.Event) -> dict[str, Any]:
-    fields = msgspec.to_builtins(dataclasses.asdict(event))
+    fields = msgspec.to_builtins(event)
     return {"kind": type(event).__name__, **fields}
 
 
