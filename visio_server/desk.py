@@ -88,6 +88,7 @@ _REFUSALS = {
 _STATUS_THROTTLE_S = 0.5
 _FOLLOW_BLOCK_S = 1.0
 _ESTIMATE_STEP_S = 30.0
+_ESTIMATE_GAP_S = 0.25
 _RETRY_S = 1.0
 
 
@@ -567,7 +568,9 @@ class Desk:
         self, service: ServiceId, position: int, now: float
     ) -> tuple[float | None, float | None]:
         ranges = self._ranges(service, now)
-        if position > len(ranges):
+        if position > len(ranges) and now - self._estimates[service][0] >= _ESTIMATE_GAP_S:
+            # A burst of callers would cost a simulation each: within the gap the new
+            # ones get their range from the next refresh, a fraction of a second later.
             ranges = self._ranges(service, now, fresh=True)
         if position < 1 or position > len(ranges) or ranges[position - 1] is None:
             return None, None

@@ -186,10 +186,15 @@ async def test_wait_range_is_given_when_experts_serve(
         await k.request({"type": "call.request", "service": "caf", "beneficiary": "1234567"})
         for k in kiosks
     ]
-    third = replies[2]
-    assert third["position"] == 3
+    assert replies[2]["position"] == 3
+    # Callers arriving within a fraction of a second of each other get their range
+    # with the reply or, when it is still being computed, in the next call.position.
+    second, third = [
+        reply if reply["wait_min_s"] is not None else await kiosk.expect("call.position")
+        for kiosk, reply in zip(kiosks[1:], replies[1:], strict=True)
+    ]
     assert third["wait_min_s"] is not None and third["wait_max_s"] > third["wait_min_s"]
-    assert replies[1]["wait_max_s"] <= third["wait_max_s"]
+    assert second["wait_max_s"] <= third["wait_max_s"]
 
 
 async def test_console_reloaded_during_wrap_up_gets_the_reasons_again(connect: Connect) -> None:
