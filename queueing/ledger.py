@@ -208,8 +208,12 @@ class Ledger:
         self.last_at = max(self.last_at, float(written.record.get("at", 0.0)))
         self._tail.append(written)
         if compact and written.entry % self.snapshot_every == 0:
+            state = self.machine.snapshot()
+            # The same copy serves as the local checkpoint: no second one soon after.
+            self._checkpoint, self._checkpoint_entry = _encode(state), self.entry
+            self._tail = []
             try:
-                await self.store.compact(self.machine.snapshot(), written.entry)
+                await self.store.compact(state, written.entry)
             except Exception:  # the journal still holds everything: compact next time
                 log.exception("the store could not compact its journal")
 
@@ -217,8 +221,15 @@ class Ledger:
         """Keep a local copy of the machine to go back to; called once the events of the
         entry have left, since a copy of a large queue takes a few milliseconds."""
         # Under contention, rollbacks are frequent: keep their replay short.
-        contended = self.entry - self._recent_conflict < _CHECKPOINT_EVERY
-        if len(self._tail) >= (_CHECKPOINT_CONTENDED if contended else _CHECKPOINT_EVERY):
+        if not self.store.shared:
+            # One writer: going back happens only when the store fails, so a rare long
+            # replay is better than a copy of the queue every few commands.
+            every = max(self.snapshot_every, _CHECKPOINT_EVERY)
+        elif self.entry - self._recent_conflict < _CHECKPOINT_EVERY:
+            every = _CHECKPOINT_CONTENDED
+        else:
+            every = _CHECKPOINT_EVERY
+        if len(self._tail) >= every:
             self._checkpoint = _encode(self.machine.snapshot())
             self._checkpoint_entry = self.entry
             self._tail = []
