@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 TIMER_RECORD = "Timer"
 """Journal kind of a timer firing: ``{"kind": "Timer", "at": now}``."""
 
-_CHECKPOINT_EVERY = 64
+_CHECKPOINT_EVERY = 256
 _CHECKPOINT_CONTENDED = 16
 _GIVE_UP_S = 5.0
 """How long a node keeps losing races for the next entry before it refuses a command."""

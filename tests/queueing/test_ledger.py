@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+import queueing.ledger as ledger_module
 from queueing import (
     TIMER_RECORD,
     CallEnded,
@@ -458,8 +459,13 @@ async def restore_keys(client: Redis, saved: dict[Any, Any]) -> None:
     [pytest.param(5, id="lost-after-checkpoint"), pytest.param(70, id="lost-past-checkpoint")],
 )
 async def test_redis_back_from_an_older_save_gets_the_lost_entries_back_from_a_node(
-    redis_shared: Shared, redis_server: RedisServer, written_after_save: int
+    redis_shared: Shared,
+    redis_server: RedisServer,
+    written_after_save: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Checkpoints every 64 entries, so that 70 lost entries go past one.
+    monkeypatch.setattr(ledger_module, "_CHECKPOINT_EVERY", 64)
     client = Redis.from_url(redis_server.url)
     a, b = await redis_shared.node(), await redis_shared.node()
     await a.run(sign_in(), 1.0)
