@@ -127,6 +127,19 @@ class Ledger:
         Returns its events and the time it was applied at. A refused command raises
         ``QueueError`` having changed nothing; a store that fails raises
         ``StoreUnavailable`` with the machine back at the last stored entry."""
+        [outcome] = await self.commit_many([command], clock, replayed)
+        if isinstance(outcome, QueueError):
+            raise outcome
+        return outcome
+
+    async def commit_many(
+        self, commands: list[Command | None], clock: Callable[[], float], replayed: Replayed
+    ) -> list[tuple[list[Event], float] | QueueError]:
+        """Apply several commands in order and store their entries with one write.
+
+        Each gets its events and time, or the ``QueueError`` that refused it (refusals
+        are not written). Writing a batch costs the store one round trip, so commands
+        that waited while the previous write was out go together."""
         self.checkpoint_if_due()
         loop = asyncio.get_running_loop()
         give_up = loop.time() + _GIVE_UP_S
@@ -135,30 +148,20 @@ class Ledger:
             if lost >= 3:  # let the other writers through instead of racing them in step
                 await asyncio.sleep(random.uniform(0, 0.001 * lost))
             now = max(clock(), self.last_at)
-            if command is None:
-                due = self.machine.get_timer()
-                if due is None or due > now:
-                    return [], now
-                events = self.machine.handle_timer(now)
-                record: dict[str, Any] = {"kind": TIMER_RECORD, "at": now}
-            else:
-                events = self.machine.apply(command, now)
-                record = command_record(command, now)
-            if self.store.shared:
-                # Tells this writer's entry from an identical one of another writer
-                # (two nodes firing the same timer at the same instant).
-                record["_writer"] = self._writer
-            written = _Written(self.entry + 1, record, events)
+            outcomes, writes = self._apply_all(commands, now)
+            if not writes:
+                return outcomes
             try:
-                await self.store.append(written.entry, written.record, written.event_rows())
+                await self.store.append_many([(w.entry, w.record, w.event_rows()) for w in writes])
             except (StoreConflict, StoreLost) as exc:
+                first = writes[0]
                 if isinstance(exc, StoreConflict) and exc.missed[:1] == [
-                    (written.entry, written.record)
+                    (first.entry, first.record)
                 ]:
-                    # Our own entry: the reply to a write that did go through was lost
-                    # and the client tried again. It is stored; carry on from there.
-                    await self._written(written, compact=True)
-                    return events, now
+                    # Our own write: its reply was lost and the client tried again.
+                    # The batch is stored (one script writes all of it): carry on.
+                    await self._stored(writes)
+                    return outcomes
                 self._roll_back()
                 store_last, missed = None, None
                 if isinstance(exc, StoreConflict):
@@ -174,13 +177,48 @@ class Ledger:
                 continue
             except Exception as exc:
                 # Expected while the store is down: one line, not a traceback per write.
-                log.warning("the store did not take journal entry %s: %r", written.entry, exc)
+                log.warning("the store did not take journal entry %s: %r", writes[0].entry, exc)
                 self._roll_back()
                 raise StoreUnavailable() from None
-            await self._written(written, compact=True)
-            return events, now
+            await self._stored(writes)
+            return outcomes
         log.warning("gave up on a command after losing %s races for the next entry", lost)
         raise StoreUnavailable()
+
+    def _apply_all(
+        self, commands: list[Command | None], now: float
+    ) -> tuple[list[tuple[list[Event], float] | QueueError], list[_Written]]:
+        outcomes: list[tuple[list[Event], float] | QueueError] = []
+        writes: list[_Written] = []
+        for command in commands:
+            if command is None:
+                due = self.machine.get_timer()
+                if due is None or due > now:
+                    outcomes.append(([], now))
+                    continue
+                events = self.machine.handle_timer(now)
+                record: dict[str, Any] = {"kind": TIMER_RECORD, "at": now}
+            else:
+                try:
+                    events = self.machine.apply(command, now)
+                except QueueError as refused:  # nothing changed: the others go on
+                    outcomes.append(refused)
+                    continue
+                record = command_record(command, now)
+            if self.store.shared:
+                # Tells this writer's entry from an identical one of another writer
+                # (two nodes firing the same timer at the same instant).
+                record["_writer"] = self._writer
+            writes.append(_Written(self.entry + len(writes) + 1, record, events))
+            outcomes.append((events, now))
+        return outcomes, writes
+
+    async def _stored(self, writes: list[_Written]) -> None:
+        before = self.entry
+        for written in writes:
+            self._accept(written)
+        if self.entry // self.snapshot_every > before // self.snapshot_every:
+            await self._compact()
 
     async def catch_up(self, replayed: Replayed, entries: list[JournalEntry] | None = None) -> int:
         """Apply the entries other nodes wrote since ours (read now unless given)."""
@@ -198,24 +236,25 @@ class Ledger:
                 await self._recover(None, replayed)
                 return count
             events = _apply_record(self.machine, record)
-            await self._written(_Written(number, record, events), compact=False)
+            self._accept(_Written(number, record, events))
             await replayed(record, events, self.last_at)
             count += 1
         return count
 
-    async def _written(self, written: _Written, *, compact: bool) -> None:
+    def _accept(self, written: _Written) -> None:
         self.entry = written.entry
         self.last_at = max(self.last_at, float(written.record.get("at", 0.0)))
         self._tail.append(written)
-        if compact and written.entry % self.snapshot_every == 0:
-            state = self.machine.snapshot()
-            # The same copy serves as the local checkpoint: no second one soon after.
-            self._checkpoint, self._checkpoint_entry = _encode(state), self.entry
-            self._tail = []
-            try:
-                await self.store.compact(state, written.entry)
-            except Exception:  # the journal still holds everything: compact next time
-                log.exception("the store could not compact its journal")
+
+    async def _compact(self) -> None:
+        state = self.machine.snapshot()
+        # The same copy serves as the local checkpoint: no second one soon after.
+        self._checkpoint, self._checkpoint_entry = _encode(state), self.entry
+        self._tail = []
+        try:
+            await self.store.compact(state, self.entry)
+        except Exception:  # the journal still holds everything: compact next time
+            log.exception("the store could not compact its journal")
 
     def checkpoint_if_due(self) -> None:
         """Keep a local copy of the machine to go back to; called once the events of the
@@ -277,11 +316,10 @@ class Ledger:
 
     async def _write_back(self, store_last: int) -> bool:
         """Append again the entries the store lost; False if another node wrote first."""
-        for written in self._tail:
-            if written.entry <= store_last:
-                continue
+        lost = [w for w in self._tail if w.entry > store_last]
+        if lost:
             try:
-                await self.store.append(written.entry, written.record, written.event_rows())
+                await self.store.append_many([(w.entry, w.record, w.event_rows()) for w in lost])
             except (StoreConflict, StoreLost):
                 return False
         log.warning("wrote back entries %s..%s the store had lost", store_last + 1, self.entry)

@@ -58,6 +58,11 @@ class QueueStore(Protocol):
         Raises ``StoreConflict`` unless ``entry`` is the next number, and ``StoreLost``
         when the history this writer loaded is gone."""
 
+    async def append_many(
+        self, entries: list[tuple[int, dict[str, Any], list[dict[str, Any]]]]
+    ) -> None:
+        """``append`` for consecutive entries ``(number, command, events)``, all or none."""
+
     async def read_journal(self, after: int) -> list[JournalEntry]:
         """Entries numbered above ``after``, oldest first; ``StoreLost`` if some were
         compacted away (load again)."""

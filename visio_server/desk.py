@@ -126,6 +126,8 @@ class Desk:
         self.ledger = Ledger(self._new_machine, store, snapshot_every=config.storage.snapshot_every)
         self.estimator = WaitEstimator()
         self._lock = asyncio.Lock()
+        self._waiting: list[tuple[Command, asyncio.Future[list[Event]]]] = []
+        """Commands waiting for the lock, written together by whoever takes it."""
         self._inbox: list[JournalEntry] = []
         """Entries other nodes wrote, fetched but not applied yet."""
         self._pending: dict[str, Command] = {}
@@ -302,16 +304,49 @@ class Desk:
     # ------------------------------------------------------------------ commands
 
     async def execute(self, command: Command) -> list[Event]:
-        async with self._lock:
+        """Apply and store ``command``; its events, or the ``QueueError`` refusing it.
+
+        Group commit: whoever takes the lock writes every command waiting for it, in
+        arrival order, with one store round trip; the others find theirs done."""
+        done: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((command, done))
+        try:
+            async with self._lock:
+                if not done.done():
+                    batch, self._waiting = self._waiting, []
+                    try:
+                        await self._commit_batch(batch)
+                    finally:  # cancelled half way (shutdown): nobody must wait for ever
+                        for _, waiting in batch:
+                            if not waiting.done():
+                                waiting.set_exception(StoreUnavailable())
+        except asyncio.CancelledError:
+            done.cancel()  # not written yet: the next batch leaves it out
+            raise
+        return await done
+
+    async def _commit_batch(self, batch: list[tuple[Command, asyncio.Future[list[Event]]]]) -> None:
+        batch = [(command, done) for command, done in batch if not done.done()]
+        try:
+            await self._apply_inbox()
+            outcomes = await self.ledger.commit_many(
+                [command for command, _ in batch], self.clock, self._replayed
+            )
+        except Exception as exc:
+            self.store_ok = not isinstance(exc, StoreUnavailable)
+            for _, done in batch:
+                done.set_exception(exc)
+            return
+        self.store_ok = True
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, QueueError):
+                done.set_exception(outcome)
+                continue
+            events, now = outcome
             try:
-                await self._apply_inbox()
-                events, now = await self.ledger.commit(command, self.clock, self._replayed)
-            except StoreUnavailable:
-                self.store_ok = False
-                raise
-            self.store_ok = True
-            await self._publish(events, now, own=True)
-            return events
+                await self._publish(events, now, own=True)
+            finally:
+                done.set_result(events)
 
     async def _publish(self, events: list[Event], now: float, *, own: bool) -> None:
         for event in events:

@@ -82,6 +82,15 @@ class FileQueueStore:
         self._last = entry
         self._appended.set()
 
+    async def append_many(
+        self, entries: list[tuple[int, dict[str, Any], list[dict[str, Any]]]]
+    ) -> None:
+        # One writer: nothing can come between them, so one by one is all or none too.
+        if entries and entries[0][0] != self._last + 1:
+            raise StoreConflict(self._last)
+        for entry, command, events in entries:
+            await self.append(entry, command, events)
+
     async def read_journal(self, after: int) -> list[JournalEntry]:
         if after < self._snapshot_entry:
             raise StoreLost(f"entries after {after} were compacted away")

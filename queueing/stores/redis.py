@@ -41,10 +41,17 @@ if last ~= n - 1 then
   end
   return {'conflict', last, missed}
 end
-redis.call('SET', KEYS[2], n)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], n .. '-1', 'c', ARGV[4])
-for i = 5, #ARGV do redis.call('XADD', KEYS[4], '*', 'e', ARGV[i]) end
-return {'ok', n}
+-- ARGV[5..]: per entry, its command, its number of events, then the events.
+local i = 5
+for number = n, n + tonumber(ARGV[4]) - 1 do
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], number .. '-1', 'c', ARGV[i])
+  local count = tonumber(ARGV[i + 1])
+  for k = i + 2, i + 1 + count do redis.call('XADD', KEYS[4], '*', 'e', ARGV[k]) end
+  i = i + 2 + count
+  last = number
+end
+redis.call('SET', KEYS[2], last)
+return {'ok', last}
 """
 
 _OPEN = """
@@ -124,19 +131,30 @@ class RedisQueueStore:
     async def append(
         self, entry: int, command: dict[str, Any], events: list[dict[str, Any]]
     ) -> None:
-        rows = [_dump({"n": entry, **event}) for event in events]
+        await self.append_many([(entry, command, events)])
+
+    async def append_many(
+        self, entries: list[tuple[int, dict[str, Any], list[dict[str, Any]]]]
+    ) -> None:
+        if not entries:
+            return
+        first = entries[0][0]
+        args: list[Any] = [self._epoch, first, self._journal_keep, len(entries)]
+        for entry, command, events in entries:
+            args += [_dump(command), len(events)]
+            args += [_dump({"n": entry, **event}) for event in events]
         outcome, last, *missed = await self._append(
             keys=[self._epoch_key, self._entry_key, self._journal_key, self._events_key],
-            args=[self._epoch, entry, self._journal_keep, _dump(command), *rows],
+            args=args,
         )
         match _text(outcome):
             case "ok":
                 return
             case "conflict":
-                entries = [_entry(item) for item in missed[0]] if missed else []
-                if entries and entries[0][0] != entry:
-                    entries = []  # compacted away meanwhile: the writer reads them itself
-                raise StoreConflict(int(last), entries)
+                found = [_entry(item) for item in missed[0]] if missed else []
+                if found and found[0][0] != first:
+                    found = []  # compacted away meanwhile: the writer reads them itself
+                raise StoreConflict(int(last), found)
             case "lost":
                 raise StoreLost("the store is empty: it restarted without its data")
             case _:

@@ -83,6 +83,12 @@ class FailingStore:
         self._check()
         await self.inner.append(entry, command, events)
 
+    async def append_many(
+        self, entries: list[tuple[int, dict[str, Any], list[dict[str, Any]]]]
+    ) -> None:
+        self._check()
+        await self.inner.append_many(entries)
+
     async def read_journal(self, after: int) -> list[JournalEntry]:
         self._check(read=True)
         return await self.inner.read_journal(after)
