@@ -129,6 +129,8 @@ class Desk:
         self._waiting: list[tuple[Command, asyncio.Future[list[Event]]]] = []
         """Commands waiting for the lock, written together by whoever takes it."""
         self._inbox: list[JournalEntry] = []
+        self._fetched = 0
+        """The last entry fetched from the shared journal (applied or in the inbox)."""
         """Entries other nodes wrote, fetched but not applied yet."""
         self._pending: dict[str, Command] = {}
         """Presence commands the store refused while down, replayed when it is back."""
@@ -202,25 +204,43 @@ class Desk:
                 await asyncio.sleep(_RETRY_S)
 
     async def _run_follow(self) -> None:
-        """Apply what other nodes write to the shared journal, as soon as they write it."""
+        """Fetch what other nodes write to the shared journal as soon as they write it,
+        and apply it. Fetching does not wait for the lock, so the next entries are on
+        their way while this node is busy; commands waiting for the lock apply the
+        fetched ones first instead of losing the race for the next entry number."""
         failing = False
-        while not_cancelled():
-            try:
-                entries = await self.store.wait_journal(self.ledger.entry, _FOLLOW_BLOCK_S)
-                if entries:
-                    # Commands already waiting for the lock apply these first, instead
-                    # of losing the race for the next entry number to them.
-                    self._inbox.extend(entries)
-                    async with self._lock:
-                        await self._apply_inbox()
-                if failing:
-                    log.warning("following the shared journal again")
-                failing = False
-            except Exception as exc:
-                if not failing:
-                    log.warning("cannot follow the shared journal (%r); retrying", exc)
-                failing = True
-                await asyncio.sleep(_RETRY_S)
+        applying: asyncio.Task[None] | None = None
+        try:
+            while not_cancelled():
+                try:
+                    after = max(self._fetched, self.ledger.entry)
+                    entries = await self.store.wait_journal(after, _FOLLOW_BLOCK_S)
+                    if entries:
+                        self._fetched = entries[-1][0]
+                        self._inbox.extend(entries)
+                        if applying is None or applying.done():
+                            applying = asyncio.create_task(self._apply_fetched())
+                    if failing:
+                        log.warning("following the shared journal again")
+                    failing = False
+                except Exception as exc:
+                    if not failing:
+                        log.warning("cannot follow the shared journal (%r); retrying", exc)
+                    failing = True
+                    self._fetched = 0
+                    await asyncio.sleep(_RETRY_S)
+        finally:
+            if applying is not None:
+                applying.cancel()
+
+    async def _apply_fetched(self) -> None:
+        try:
+            async with self._lock:
+                await self._apply_inbox()
+        except Exception:
+            log.exception("entries of other nodes could not be applied; fetching them again")
+            self._inbox.clear()
+            self._fetched = 0
 
     async def _apply_inbox(self) -> None:
         entries, self._inbox = self._inbox, []
