@@ -324,7 +324,9 @@ def summarise(runs: dict[int, dict[str, Any]], plan: dict[str, Any]) -> dict[str
 def main() -> int:
     parser = common.bench_parser(__doc__ or "")
     parser.add_argument("--kiosks", type=int, default=120, help="kiosks in the pool (default 120)")
-    parser.add_argument("--experts", type=int, default=120, help="experts in the pool (default 120)")
+    parser.add_argument(
+        "--experts", type=int, default=120, help="experts in the pool (default 120)"
+    )
     parser.add_argument("--duration", type=float, help="measured seconds (default 10; quick 3)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

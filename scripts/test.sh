@@ -12,11 +12,18 @@ command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v turnserver >/dev/null || apt_packages+=(coturn)
 command -v ip >/dev/null || apt_packages+=(iproute2)
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "== installing ${apt_packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${apt_packages[@]}"
+  # Packaged daemons may start on install; the tests start their own on free ports.
+  for daemon in redis-server nginx; do
+    if [[ " ${apt_packages[*]} " == *" ${daemon}"* ]]; then
+      service "$daemon" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 python=${PYTHON:-python3}
