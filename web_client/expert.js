@@ -57,6 +57,7 @@ const ERROR_WORDS = {
   not_in_wrap_up: "la fin d'appel est déjà close",
   disconnected: "pas de connexion au serveur",
   timeout: "le serveur n'a pas répondu",
+  service_unavailable: "le service est momentanément indisponible, réessayez dans un instant",
 };
 
 function explain(error) {

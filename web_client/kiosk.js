@@ -25,12 +25,11 @@ const RESUME_WAIT_MS = 5_000;
 const ENDED_OUTCOMES = new Set(["answered", "timed_out", "no_expert", "closed", "full", "failed"]);
 const REQUEST_ERRORS = new Set([
   "service_closed", "queue_full", "no_expert", "invalid_beneficiary", "call_in_progress",
-  "service_unavailable", "disconnected",
+  "service_not_offered", "service_unavailable", "disconnected",
 ]);
 // Codes that mean the same thing to a visitor.
 const REQUEST_ERROR_ALIASES = {
-  service_not_offered: "service_unavailable",
-  unknown_service: "service_unavailable",
+  unknown_service: "service_not_offered",
 };
 
 const tr = new Translator();
