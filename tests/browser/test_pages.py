@@ -1,4 +1,5 @@
-"""The three web pages, driven in headless Chromium against the real server.
+"""The three web pages, driven in headless Chromium against the real server (one node,
+or several sharing a private Redis).
 
 Each party (kiosk, expert, admin) gets its own browser context, as it would be
 a different machine. Media come from Chromium's fake camera and microphone.
@@ -385,3 +386,59 @@ async def test_closed_service_says_when_it_opens(browser: Browser, server: Any) 
     await expect(page.locator("#home-notice")).to_contain_text(opening)
     assert await page.evaluate("window.visio.state") == "home"
     assert_no_page_errors(kiosk)
+
+
+# ---------------------------------------------------------------------- several nodes
+
+
+async def test_kiosk_page_on_one_node_talks_with_a_console_on_another(
+    browser: Browser, start_nodes: Any
+) -> None:
+    node_a, node_b = await start_nodes(2, kiosks=1, experts=1)
+    expert = await open_party(browser, f"{node_b.url}/expert", node_b.token("expert", "expert-01"))
+    await expect(expert.page.get_by_test_id("status-available")).to_be_visible()
+    kiosk = await open_party(browser, f"{node_a.url}/kiosk", node_a.token("kiosk", "kiosk-001"))
+
+    await queue_a_call(kiosk)
+    await expert.page.get_by_test_id("status-available").click()
+    await expert.state_is("offered")
+    await expert.page.get_by_test_id("accept-button").click()
+    await expert.state_is("in_call")
+    await kiosk.state_is("in_call")
+    await expect(kiosk.page.locator("#call-peer")).to_contain_text("Expert 1")
+
+    kiosk_stats = await kiosk.media_flows()
+    expert_stats = await expert.media_flows()
+    assert kiosk_stats["framesDecoded"] > 0 and expert_stats["framesDecoded"] > 0
+    await expert.page.get_by_test_id("hangup-button").click()
+    await kiosk.state_is("ended")
+    assert_no_page_errors(kiosk, expert)
+
+
+async def test_kiosk_page_says_try_again_while_redis_is_down_then_calls(
+    browser: Browser, start_nodes: Any, redis_server: Any
+) -> None:
+    (node,) = await start_nodes(1, kiosks=1, experts=1)
+    expert = await open_party(browser, f"{node.url}/expert", node.token("expert", "expert-01"))
+    await expect(expert.page.get_by_test_id("status-available")).to_be_visible()
+    kiosk = await open_party(browser, f"{node.url}/kiosk", node.token("kiosk", "kiosk-001"))
+    page = kiosk.page
+    await page.get_by_test_id("service-caf").click()
+    await kiosk.state_is("number")
+    await page.get_by_test_id("beneficiary-input").fill(BENEFICIARY)
+
+    await redis_server.stop()
+    await page.get_by_test_id("call-button").click()
+    await expect(page.locator("#number-error")).to_contain_text(
+        "momentanément indisponible", timeout=10_000
+    )
+    assert await page.evaluate("window.visio.state") == "number"
+
+    await redis_server.start()
+    # The citizen presses again, as the notice asks, until the node has Redis back.
+    deadline = time.monotonic() + 20
+    while await page.evaluate("window.visio.state") != "waiting":
+        assert time.monotonic() < deadline, "the call was not taken once Redis was back"
+        await page.get_by_test_id("call-button").click()
+        await asyncio.sleep(1)
+    await expect(page.get_by_test_id("position")).to_have_text(re.compile(r"1er"))
