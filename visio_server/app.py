@@ -86,6 +86,7 @@ async def _run_desk(app: web.Application) -> AsyncIterator[None]:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+        await desk.stop()
         await desk.store.close()
 
 

@@ -375,3 +375,30 @@ async def test_node_restarted_under_its_name_releases_its_parties_at_once(
     await hang_up_and_wrap_up(spare, waiting)
     rows = await read_events(redis_server.url)
     assert_never_ended_early(rows, [call, waiting])
+
+
+async def test_node_stopped_on_purpose_releases_its_parties_at_once(
+    start_nodes: StartNodes, redis_server: RedisServer, parties: Parties
+) -> None:
+    # A cut-off far longer than the test: only the node's own goodbye can release them.
+    node_a, node_b = await start_nodes(
+        2, kiosks=1, experts=2, node_cutoff_s=30, kiosk_grace_s=30, expert_grace_s=1
+    )
+    expert = await parties.expert(node_b, "expert-01", available=True)
+    spare = await parties.expert(node_a, "expert-02", available=False)
+    caller = await parties.kiosk(node_a, "kiosk-001")
+    call = (await request_call(caller))["call"]
+    await answer(expert, call)
+    await caller.expect("call.connected", call=call)
+
+    await node_b.stop()  # SIGTERM: the node closes its sockets and says it is leaving
+
+    lost = await caller.expect("call.peer_state", timeout=5, call=call)
+    assert lost["state"] == "lost", lost
+    requeued = await caller.expect("call.requeued", timeout=5, call=call)
+    assert requeued["position"] == 1, requeued
+    await set_status(spare, "available")
+    await answer(spare, call)
+    await hang_up_and_wrap_up(spare, call)
+    rows = await read_events(redis_server.url)
+    assert_never_ended_early(rows, [call])
