@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..store import JournalEntry, Recovered, StoreConflict, StoreLost
-from .memory import in_window
+from .memory import append_in_turn, in_window
 
 __all__ = ["FileQueueStore"]
 
@@ -85,11 +85,7 @@ class FileQueueStore:
     async def append_many(
         self, entries: list[tuple[int, dict[str, Any], list[dict[str, Any]]]]
     ) -> None:
-        # One writer: nothing can come between them, so one by one is all or none too.
-        if entries and entries[0][0] != self._last + 1:
-            raise StoreConflict(self._last)
-        for entry, command, events in entries:
-            await self.append(entry, command, events)
+        await append_in_turn(self, entries)
 
     async def read_journal(self, after: int) -> list[JournalEntry]:
         if after < self._snapshot_entry:

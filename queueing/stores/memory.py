@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ..store import JournalEntry, Recovered, StoreConflict, StoreLost
+from ..store import JournalEntry, QueueStore, Recovered, StoreConflict, StoreLost
 
 __all__ = ["MemoryQueueStore"]
 
@@ -18,6 +18,15 @@ __all__ = ["MemoryQueueStore"]
 def in_window(row: dict[str, Any], since: float | None, until: float | None) -> bool:
     at = float(row["at"])
     return (since is None or at >= since) and (until is None or at < until)
+
+
+async def append_in_turn(
+    store: QueueStore, entries: list[tuple[int, dict[str, Any], list[dict[str, Any]]]]
+) -> None:
+    """``append_many`` of a store with one writer: nothing can come between the entries,
+    so writing them in turn is all or none too (the first one checks the number)."""
+    for entry, command, events in entries:
+        await store.append(entry, command, events)
 
 
 class MemoryQueueStore:
@@ -49,11 +58,7 @@ class MemoryQueueStore:
     async def append_many(
         self, entries: list[tuple[int, dict[str, Any], list[dict[str, Any]]]]
     ) -> None:
-        # One writer: nothing can come between them, so one by one is all or none too.
-        if entries and entries[0][0] != self._last + 1:
-            raise StoreConflict(self._last)
-        for entry, command, events in entries:
-            await self.append(entry, command, events)
+        await append_in_turn(self, entries)
 
     async def read_journal(self, after: int) -> list[JournalEntry]:
         if after < self._snapshot_entry:
