@@ -29,7 +29,7 @@ from tests.cluster.helpers import (
     wait_for_events,
     wait_for_journal,
 )
-from tests.cluster_support import RedisServer
+from tests.cluster_support import Node, RedisServer
 from tests.support import WsClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -338,19 +338,29 @@ async def test_after_redis_is_back_every_request_succeeds(
 # ---------------------------------------------------------------------- same name again
 
 
-async def test_node_restarted_under_its_name_releases_its_parties_at_once(
-    start_nodes: StartNodes, redis_server: RedisServer, parties: Parties
-) -> None:
-    # A cut-off far longer than the test: only the restart itself can release them.
+async def call_to_an_expert_on_node_b(
+    start_nodes: StartNodes, parties: Parties
+) -> tuple[Node, WsClient, WsClient, str]:
+    """Two nodes with a cut-off far longer than a test: kiosk-001 on node A in a call
+    with expert-01 on node B, and expert-02 on node A, on break. Returns node B, the
+    spare expert, the kiosk and the call."""
     node_a, node_b = await start_nodes(
         2, kiosks=2, experts=2, node_cutoff_s=30, kiosk_grace_s=30, expert_grace_s=1
     )
     expert = await parties.expert(node_b, "expert-01", available=True)
     spare = await parties.expert(node_a, "expert-02", available=False)
     caller = await parties.kiosk(node_a, "kiosk-001")
-    call = (await request_call(caller))["call"]
+    call = str((await request_call(caller))["call"])
     await answer(expert, call)
     await caller.expect("call.connected", call=call)
+    return node_b, spare, caller, call
+
+
+async def test_node_restarted_under_its_name_releases_its_parties_at_once(
+    start_nodes: StartNodes, redis_server: RedisServer, parties: Parties
+) -> None:
+    # A cut-off far longer than the test: only the restart itself can release them.
+    node_b, spare, caller, call = await call_to_an_expert_on_node_b(start_nodes, parties)
     waiter = await parties.kiosk(node_b, "kiosk-002")
     waiting = (await request_call(waiter))["call"]
 
@@ -381,15 +391,7 @@ async def test_node_stopped_on_purpose_releases_its_parties_at_once(
     start_nodes: StartNodes, redis_server: RedisServer, parties: Parties
 ) -> None:
     # A cut-off far longer than the test: only the node's own goodbye can release them.
-    node_a, node_b = await start_nodes(
-        2, kiosks=1, experts=2, node_cutoff_s=30, kiosk_grace_s=30, expert_grace_s=1
-    )
-    expert = await parties.expert(node_b, "expert-01", available=True)
-    spare = await parties.expert(node_a, "expert-02", available=False)
-    caller = await parties.kiosk(node_a, "kiosk-001")
-    call = (await request_call(caller))["call"]
-    await answer(expert, call)
-    await caller.expect("call.connected", call=call)
+    node_b, spare, caller, call = await call_to_an_expert_on_node_b(start_nodes, parties)
 
     await node_b.stop()  # SIGTERM: the node closes its sockets and says it is leaving
 
