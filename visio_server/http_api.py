@@ -88,6 +88,24 @@ async def admin_queues(request: web.Request) -> web.Response:
     return web.json_response(msgspec.to_builtins(status))
 
 
+async def admin_nodes(request: web.Request) -> web.Response:
+    """Which node holds which kiosk and expert (several nodes share one queue)."""
+    principal = await _bearer(request)
+    if principal.role != "admin":
+        raise web.HTTPForbidden(
+            text=json.dumps({"code": "forbidden", "reason": "admins only"}),
+            content_type="application/json",
+        )
+    desk = request.app[DESK]
+    held: dict[str, dict[str, list[str]]] = {}
+    for party, link in sorted(desk.machine.links().items()):
+        kind, _, identity = party.partition(":")
+        node = held.setdefault(link.split("/", 1)[0], {"kiosks": [], "experts": []})
+        node["kiosks" if kind == "kiosk" else "experts"].append(identity)
+    nodes = [{"node": name, **parties} for name, parties in sorted(held.items())]
+    return web.json_response({"node": desk.node, "nodes": nodes})
+
+
 async def schema(request: web.Request) -> web.Response:
     return web.json_response(protocol_schema())
 
@@ -118,6 +136,7 @@ def setup_routes(app: web.Application, ws_handler: Handler) -> None:
     app.router.add_get("/metrics", make_aiohttp_handler(app[METRICS].registry))
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/api/admin/queues", admin_queues)
+    app.router.add_get("/api/admin/nodes", admin_nodes)
     app.router.add_get("/api/protocol.schema.json", schema)
     app.router.add_get("/api/openapi.yaml", openapi)
     for route, name in _PAGES.items():

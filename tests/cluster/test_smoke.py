@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import aiohttp
+
 from tests.cluster_support import Node
 from tests.support import WsClient
 
@@ -28,5 +30,19 @@ async def test_kiosk_on_one_node_is_answered_by_an_expert_on_another(
     )
     relayed = await kiosk.expect("rtc.sdp")
     assert relayed["sender"] == "expert-01"
+    # Either node tells an admin which node holds whom: the queue records it.
+    admin = {"Authorization": f"Bearer {node_b.token('admin', 'admin-1')}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{node_b.url}/api/admin/nodes", headers=admin) as response,
+    ):
+        presence = await response.json()
+    assert presence == {
+        "node": "node-b",
+        "nodes": [
+            {"node": "node-a", "kiosks": ["kiosk-001"], "experts": []},
+            {"node": "node-b", "kiosks": [], "experts": ["expert-01"]},
+        ],
+    }
     await kiosk.close()
     await expert.close()

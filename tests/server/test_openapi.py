@@ -225,6 +225,34 @@ async def test_admin_queues_for_admin(server: RunningServer, openapi: OpenAPI, h
     assert msgspec.json.decode(body, type=m.QueueStatus).services[0].service == "caf"
 
 
+async def test_admin_nodes_lists_who_this_node_holds_to_admins_only(
+    server: RunningServer, openapi: OpenAPI, http: Any
+) -> None:
+    expert = await WsClient.connect(server.ws_url)
+    kiosk = await WsClient.connect(server.ws_url)
+    try:
+        await expert.hello(server.token("expert", "expert-1"))
+        await kiosk.hello(server.token("kiosk", "kiosk-1"))
+        await expert.expect("expert.state")
+        admin = {"Authorization": f"Bearer {server.token('admin', 'admin-1')}"}
+        status, body, _ = await _check(openapi, http, server, "/api/admin/nodes", headers=admin)
+        supervisor = {
+            "Authorization": f"Bearer {server.token('supervisor', 'super-caf', partner='caf')}"
+        }
+        refused, refusal, _ = await _check(
+            openapi, http, server, "/api/admin/nodes", headers=supervisor
+        )
+    finally:
+        await kiosk.close()
+        await expert.close()
+    assert status == 200
+    presence = msgspec.json.decode(body)
+    assert presence["nodes"] == [
+        {"node": presence["node"], "kiosks": ["kiosk-1"], "experts": ["expert-1"]}
+    ]
+    assert refused == 403 and msgspec.json.decode(refusal)["code"] == "forbidden"
+
+
 async def test_admin_queues_for_supervisor_shows_its_partner(
     server: RunningServer, openapi: OpenAPI, http: Any
 ) -> None:
