@@ -309,14 +309,23 @@ async def test_redis_append_after_the_data_was_lost_raises_store_lost(redis_clie
     assert await store.read_journal(0) == []
 
 
+async def writers_after_data_loss(
+    client: Redis, written: int
+) -> tuple[RedisQueueStore, RedisQueueStore]:
+    """Two writers that loaded the store, the first wrote ``written`` entries, then
+    Redis lost everything (as a restart without persistence does)."""
+    first, second = (RedisQueueStore(client, prefix=PREFIX) for _ in range(2))
+    await first.load()
+    await second.load()
+    await fill(first, written)
+    await client.flushall()
+    return first, second
+
+
 async def test_redis_emptied_store_is_seeded_once_and_the_seeder_writes_on(
     redis_client: Redis,
 ) -> None:
-    store, other = (RedisQueueStore(redis_client, prefix=PREFIX) for _ in range(2))
-    await store.load()
-    await other.load()
-    await fill(store, 2)
-    await redis_client.flushall()
+    store, other = await writers_after_data_loss(redis_client, 2)
 
     assert await store.seed({"seq": 2}, 2) is True
     assert await other.seed({"seq": 1}, 1) is False
@@ -328,11 +337,7 @@ async def test_redis_emptied_store_is_seeded_once_and_the_seeder_writes_on(
 async def test_redis_writer_fails_with_store_lost_once_another_writer_seeded(
     redis_client: Redis,
 ) -> None:
-    first, second = (RedisQueueStore(redis_client, prefix=PREFIX) for _ in range(2))
-    await first.load()
-    await second.load()
-    await fill(first, 1)
-    await redis_client.flushall()
+    first, second = await writers_after_data_loss(redis_client, 1)
 
     assert await second.seed({"seq": 1}, 1) is True
 
@@ -347,11 +352,7 @@ async def test_redis_writer_fails_with_store_lost_once_another_writer_seeded(
 async def test_redis_seed_over_from_a_writer_of_a_replaced_history_is_refused(
     redis_client: Redis,
 ) -> None:
-    first, second = (RedisQueueStore(redis_client, prefix=PREFIX) for _ in range(2))
-    await first.load()
-    await second.load()
-    await fill(first, 1)
-    await redis_client.flushall()
+    first, second = await writers_after_data_loss(redis_client, 1)
     assert await second.seed({"seq": 1}, 1) is True
 
     # The entry number matches, but the history is another writer's.
