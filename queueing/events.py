@@ -55,6 +55,10 @@ class CallRefused(Event):
     kiosk: KioskId
     outcome: Outcome
     next_opening: float | None = None
+    code: str = "call_refused"
+    """The wire error code the kiosk gets; rows logged before it existed load with this."""
+    reason: str = "the call could not be queued"
+    """The wire error's reason, in words a citizen can be shown."""
 
 
 @dataclass(frozen=True)

@@ -390,13 +390,44 @@ class QueueMachine:
             )
         if not spec.hours.is_open(now):
             opening = spec.hours.next_opening(now)
-            self._emit(CallRefused(now, cmd.call, spec.id, kiosk.id, Outcome.CLOSED, opening))
+            self._emit(
+                CallRefused(
+                    now,
+                    cmd.call,
+                    spec.id,
+                    kiosk.id,
+                    Outcome.CLOSED,
+                    opening,
+                    code="service_closed",
+                    reason="the service is closed now",
+                )
+            )
             return
         if len(self._queues[spec.id]) >= spec.max_waiting:
-            self._emit(CallRefused(now, cmd.call, spec.id, kiosk.id, Outcome.FULL))
+            self._emit(
+                CallRefused(
+                    now,
+                    cmd.call,
+                    spec.id,
+                    kiosk.id,
+                    Outcome.FULL,
+                    code="queue_full",
+                    reason="too many people are waiting for this service; try again later",
+                )
+            )
             return
         if not self._anyone_signed_in(spec.id):
-            self._emit(CallRefused(now, cmd.call, spec.id, kiosk.id, Outcome.NO_EXPERT))
+            self._emit(
+                CallRefused(
+                    now,
+                    cmd.call,
+                    spec.id,
+                    kiosk.id,
+                    Outcome.NO_EXPERT,
+                    code="no_expert",
+                    reason="no expert of this service is signed in now",
+                )
+            )
             return
         self._seq += 1
         call = Call(
