@@ -20,13 +20,18 @@ __all__ = [
     "ExpertSignIn",
     "FinishWrapUp",
     "HangUp",
+    "InviteInterpreter",
+    "JoinCall",
     "KioskBack",
     "KioskLost",
+    "LeaveCall",
     "NodeLost",
+    "RecordText",
     "ReportMediaFailure",
     "RequestCall",
     "Restarted",
     "SetStatus",
+    "SupervisorLost",
     "TransferCall",
 ]
 
@@ -121,12 +126,64 @@ class DeclineOffer(Command):
 
 @dataclass(frozen=True)
 class HangUp(Command):
+    """The kiosk or the answering expert ends the call for everyone; from a guest
+    (interpreter, supervisor) it is a ``LeaveCall``: the call goes on."""
+
     call: CallId
     by: str
-    """The kiosk id or expert id of the party hanging up."""
+    """The id of the participant hanging up."""
     role: PartyRole
-    """Which of the two ``by`` names: ids of kiosks and experts come from different
-    sources and may collide."""
+    """Which kind of id ``by`` is: ids of kiosks, experts and supervisors come from
+    different sources and may collide. Interpreters speak as ``expert``."""
+
+
+@dataclass(frozen=True)
+class LeaveCall(Command):
+    """A guest leaves a running call; the others stay connected."""
+
+    call: CallId
+    by: str
+    role: PartyRole
+
+
+@dataclass(frozen=True)
+class InviteInterpreter(Command):
+    """The answering expert, or the kiosk where its service allows it, asks for an
+    interpreter in ``language``; the request waits in an interpreting service's queue."""
+
+    call: CallId
+    by: str
+    role: PartyRole
+    language: str
+
+
+@dataclass(frozen=True)
+class JoinCall(Command):
+    """A supervisor of the call's partner joins a connected call, receiving only."""
+
+    call: CallId
+    supervisor: str
+    name: str
+    partner: str
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class SupervisorLost(Command):
+    """A supervisor's connection dropped: it leaves the calls it had joined."""
+
+    supervisor: str
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class RecordText(Command):
+    """A finished line of real-time text, kept where the service keeps a transcript."""
+
+    call: CallId
+    by: str
+    role: PartyRole
+    text: str
 
 
 @dataclass(frozen=True)

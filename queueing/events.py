@@ -23,9 +23,12 @@ __all__ = [
     "Event",
     "ExpertChanged",
     "OfferEnded",
+    "ParticipantJoined",
+    "ParticipantLeft",
     "PartyBack",
     "PartyLost",
     "PositionChanged",
+    "TextSaid",
     "WrapUpFinished",
     "WrapUpStarted",
 ]
@@ -44,6 +47,11 @@ class CallQueued(Event):
     beneficiary: str
     priority: int
     position: int
+    joins: CallId | None = None
+    """For a request for an interpreter: the call it is for."""
+    notify: tuple[str, ...] = ()
+    """For a request: the participants of that call to tell how it goes."""
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class CallRefused(Event):
     kiosk: KioskId
     outcome: Outcome
     next_opening: float | None = None
+    joins: CallId | None = None
+    notify: tuple[str, ...] = ()
     code: str = "call_refused"
     """The wire error code the kiosk gets; rows logged before it existed load with this."""
     reason: str = "the call could not be queued"
@@ -67,6 +77,8 @@ class PositionChanged(Event):
     service: ServiceId
     kiosk: KioskId
     position: int
+    joins: CallId | None = None
+    notify: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ class CallOffered(Event):
     language: str | None = None
     interpreter: bool = False
     transferred_from: ServiceId | None = None
+    joins: CallId | None = None
+    notify: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,22 +112,28 @@ class OfferEnded(Event):
 
 @dataclass(frozen=True)
 class CallConnected(Event):
+    """The call was answered; for a request for an interpreter, the interpreter joins
+    the call named by ``joins`` (see ``ParticipantJoined``)."""
+
     call: CallId
     service: ServiceId
     kiosk: KioskId
     expert: ExpertId
     waited_s: float
+    joins: CallId | None = None
 
 
 @dataclass(frozen=True)
 class PartyLost(Event):
-    """A party of a call lost its connection; the call waits for it until ``until``."""
+    """A participant of a call lost its connection; the call waits for it until ``until``."""
 
     call: CallId
     service: ServiceId
     role: str
     party: str
     until: float
+    members: tuple[str, ...] = ()
+    """The participants of the call now (``<role>:<id>``), to be told."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,7 @@ class PartyBack(Event):
     service: ServiceId
     role: str
     party: str
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +192,50 @@ class CallEnded(Event):
     waited_s: float
     talk_s: float | None = None
     short: bool = False
+    joins: CallId | None = None
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParticipantJoined(Event):
+    """A guest joined a connected call (the kiosk and the expert join by ``CallConnected``)."""
+
+    call: CallId
+    service: ServiceId
+    role: str
+    party: str
+    name: str
+    members: tuple[str, ...]
+    """Everyone in the call now, the newcomer included."""
+    language: str | None = None
+    request: CallId | None = None
+    """The request for an interpreter it answered."""
+
+
+@dataclass(frozen=True)
+class ParticipantLeft(Event):
+    """A guest left a call (``reason``: left, lost, call_ended, requeued, transferred)."""
+
+    call: CallId
+    service: ServiceId
+    role: str
+    party: str
+    reason: str
+    stayed_s: float
+    """How long it was in the call: interpreter minutes are counted from this."""
+    members: tuple[str, ...]
+    """Who is left in the call, to be told."""
+
+
+@dataclass(frozen=True)
+class TextSaid(Event):
+    """A finished line of real-time text, kept because the service keeps a transcript."""
+
+    call: CallId
+    service: ServiceId
+    role: str
+    party: str
+    text: str
 
 
 @dataclass(frozen=True)

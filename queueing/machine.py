@@ -11,6 +11,14 @@ Rules this module keeps:
    queue, if it had been answered and lost its expert).
 4. Offers go to the best waiting call across the services an expert answers,
    ordered by: back-at-head first, then priority, then first arrival.
+6. A connected call is a room: the kiosk and the answering expert anchor it, guests
+   (an interpreter, supervisors) join and leave while it runs. Only an anchor's
+   hang-up ends it; whatever ends, requeues or transfers it first lets every guest
+   leave and cancels its waiting request for an interpreter.
+7. A request for an interpreter is a call in an interpreting service's queue (same
+   strategies, offers, timeouts, hours and outcomes) that ``joins`` the requesting
+   call; it is offered only to interpreters of its language. A lost interpreter has
+   the expert's grace to come back, then is asked for again at the head of the queue.
 5. Deterministic: the same commands at the same ``now`` give the same events, so
    a journal of commands replays to the same state.
 """
@@ -33,13 +41,18 @@ from .commands import (
     ExpertSignIn,
     FinishWrapUp,
     HangUp,
+    InviteInterpreter,
+    JoinCall,
     KioskBack,
     KioskLost,
+    LeaveCall,
     NodeLost,
+    RecordText,
     ReportMediaFailure,
     RequestCall,
     Restarted,
     SetStatus,
+    SupervisorLost,
     TransferCall,
 )
 from .errors import QueueError
@@ -56,9 +69,12 @@ from .events import (
     Event,
     ExpertChanged,
     OfferEnded,
+    ParticipantJoined,
+    ParticipantLeft,
     PartyBack,
     PartyLost,
     PositionChanged,
+    TextSaid,
     WrapUpFinished,
     WrapUpStarted,
 )
@@ -71,6 +87,7 @@ from .model import (
     ExpertStatus,
     KioskSpec,
     Outcome,
+    Participant,
     ServiceSpec,
     Strategy,
 )
@@ -87,7 +104,8 @@ _TIMER_RANK = {
     "max_wait": 2,
     "kiosk_lost": 3,
     "expert_lost": 4,
-    "wrap_up": 5,
+    "guest_lost": 5,
+    "wrap_up": 6,
 }
 ON_BREAK = "break"
 """Key of ``ServiceStatus.experts`` for idle experts whose status is not available."""
@@ -173,6 +191,33 @@ class QueueMachine:
         call_id = self._kiosk_calls.get(kiosk_id)
         return self._calls[call_id] if call_id else None
 
+    def interpreting_services(self) -> list[ServiceSpec]:
+        return [spec for spec in self.services.values() if spec.interpreting]
+
+    def interpreter_languages(self) -> list[str]:
+        """Languages an interpreter can be asked for, in configuration order."""
+        seen: dict[str, None] = {}
+        for spec in self.interpreting_services():
+            seen.update(dict.fromkeys(spec.languages))
+        return list(seen)
+
+    def participants(self, call_id: CallId) -> list[tuple[str, str, str, str | None]]:
+        """``(key, role, name, language)`` of everyone in a connected call."""
+        call = self._calls.get(call_id)
+        if call is None or call.expert is None or call.state is not CallState.CONNECTED:
+            return []
+        kiosk = self.kiosks[call.kiosk]
+        expert = self._experts.get(call.expert)
+        found: list[tuple[str, str, str, str | None]] = [
+            (f"kiosk:{call.kiosk}", "kiosk", kiosk.name, None),
+            (f"expert:{call.expert}", "expert", expert.name if expert else call.expert, None),
+        ]
+        found.extend((g.key, g.role, g.name, g.language) for g in call.guests)
+        return found
+
+    def calls_with_guest(self, role: str, identity: str) -> list[Call]:
+        return [c for c in self._calls.values() if c.guest(role, identity) is not None]
+
     def queued(self, service: ServiceId) -> list[Call]:
         """Calls waiting or being offered in ``service``, in queue order."""
         return [self._calls[c] for c in self._queues[service]]
@@ -221,7 +266,9 @@ class QueueMachine:
             if service not in expert.services or expert.status is not ExpertStatus.AVAILABLE:
                 continue
             if expert.state is ExpertState.IN_CALL and expert.call in self._calls:
-                started = self._calls[expert.call].connected_at
+                call = self._calls[expert.call]
+                guest = call.guest("interpreter", expert.id)
+                started = guest.joined_at if guest is not None else call.connected_at
                 busy.append(now - started if started is not None else 0.0)
             elif expert.state is ExpertState.WRAP_UP:
                 busy.append(0.0)
@@ -268,6 +315,17 @@ class QueueMachine:
                 self._decline(command, now)
             case HangUp():
                 self._hang_up(command, now)
+            case LeaveCall():
+                self._leave(command.call, command.by, command.role, now)
+            case InviteInterpreter():
+                self._invite_interpreter(command, now)
+            case JoinCall():
+                self._join(command, now)
+            case SupervisorLost():
+                if self._unlink(f"supervisor:{command.supervisor}", command.link):
+                    self._supervisor_gone(command.supervisor, now)
+            case RecordText():
+                self._record_text(command, now)
             case FinishWrapUp():
                 self._finish_wrap_up(command, now)
             case TransferCall():
@@ -313,6 +371,12 @@ class QueueMachine:
                 and expert.state is ExpertState.WRAP_UP
                 and expert.wrap_up_until == deadline
             )
+        if kind == "guest_lost":
+            call_id, _, guest_key = key.partition("|")
+            call = self._calls.get(CallId(call_id))
+            role, _, identity = guest_key.partition(":")
+            guest = call.guest(role, identity) if call is not None else None
+            return guest is not None and guest.lost_until == deadline
         call = self._calls.get(CallId(key))
         if call is None:
             return False
@@ -334,6 +398,11 @@ class QueueMachine:
         if kind == "wrap_up":
             expert = self._experts[ExpertId(key)]
             self._end_wrap_up(expert, "", now, automatic=True)
+            return
+        if kind == "guest_lost":
+            call_id, _, guest_key = key.partition("|")
+            role, _, identity = guest_key.partition(":")
+            self._guest_not_back(self._calls[CallId(call_id)], role, identity, now)
             return
         call = self._calls[CallId(key)]
         match kind:
@@ -451,11 +520,12 @@ class QueueMachine:
             CallQueued(now, call.id, spec.id, kiosk.id, call.beneficiary, call.priority, position)
         )
 
-    def _anyone_signed_in(self, service: ServiceId) -> bool:
+    def _anyone_signed_in(self, service: ServiceId, language: str | None = None) -> bool:
         return any(
             service in e.services
             and e.status is not ExpertStatus.LOGGED_OUT
             and (e.id in self._online or e.state is ExpertState.IN_CALL)
+            and (language is None or language in e.languages)
             for e in self._experts.values()
         )
 
@@ -474,7 +544,17 @@ class QueueMachine:
         self._withdraw_offers(call, "cancelled", now)
         call.kiosk_lost_until = now + grace_s
         self._arm(call.kiosk_lost_until, "kiosk_lost", call.id)
-        self._emit(PartyLost(now, call.id, call.service, "kiosk", kiosk, call.kiosk_lost_until))
+        self._emit(
+            PartyLost(
+                now,
+                call.id,
+                call.service,
+                "kiosk",
+                kiosk,
+                call.kiosk_lost_until,
+                self._keys_of(call),
+            )
+        )
 
     def _kiosk_back(self, kiosk: KioskId, now: float) -> None:
         call = self.kiosk_call(kiosk)
@@ -484,7 +564,7 @@ class QueueMachine:
         call.kiosk_lost_until = None
         self._touched.add(call.service)
         if was_lost and call.state is CallState.CONNECTED:
-            self._emit(PartyBack(now, call.id, call.service, "kiosk", kiosk))
+            self._emit(PartyBack(now, call.id, call.service, "kiosk", kiosk, self._keys_of(call)))
         self._emit(
             CallResumed(now, call.id, call.service, kiosk, call.state, call.position, call.expert)
         )
@@ -513,9 +593,20 @@ class QueueMachine:
         if expert.status is ExpertStatus.LOGGED_OUT:
             expert.status = ExpertStatus.BREAK
         call = self._calls.get(expert.call) if expert.call else None
-        if call is not None and call.expert_lost_until is not None:
+        guest = call.guest("interpreter", expert.id) if call is not None else None
+        if call is not None and guest is not None:
+            if guest.lost_until is not None:
+                guest.lost_until = None
+                self._emit(
+                    PartyBack(
+                        now, call.id, call.service, "interpreter", expert.id, self._keys_of(call)
+                    )
+                )
+        elif call is not None and call.expert_lost_until is not None:
             call.expert_lost_until = None
-            self._emit(PartyBack(now, call.id, call.service, "expert", expert.id))
+            self._emit(
+                PartyBack(now, call.id, call.service, "expert", expert.id, self._keys_of(call))
+            )
         self._touched.update(expert.services)
         self._emit_expert(expert, now)
 
@@ -527,6 +618,12 @@ class QueueMachine:
         if expert.state is ExpertState.OFFERED and expert.call:
             call = self._calls[expert.call]
             self._close_offer(call, expert, "expert_lost", now)
+        elif (
+            expert.state is ExpertState.IN_CALL
+            and expert.call
+            and (guest := self._calls[expert.call].guest("interpreter", expert_id)) is not None
+        ):
+            self._guest_lost(self._calls[expert.call], guest, now, grace_s)
         elif expert.state is ExpertState.IN_CALL and expert.call:
             call = self._calls[expert.call]
             if grace_s <= 0:
@@ -535,7 +632,15 @@ class QueueMachine:
                 call.expert_lost_until = now + grace_s
                 self._arm(call.expert_lost_until, "expert_lost", call.id)
                 self._emit(
-                    PartyLost(now, call.id, call.service, "expert", expert_id, now + grace_s)
+                    PartyLost(
+                        now,
+                        call.id,
+                        call.service,
+                        "expert",
+                        expert_id,
+                        now + grace_s,
+                        self._keys_of(call),
+                    )
                 )
         if expert.state is ExpertState.IDLE:
             expert.state = ExpertState.DISCONNECTED
@@ -552,6 +657,9 @@ class QueueMachine:
 
     def _accept(self, cmd: AcceptOffer, now: float) -> None:
         call, expert = self._offered(cmd.call, cmd.expert)
+        if call.joins is not None:
+            self._interpreter_joins(call, expert, now)
+            return
         for other_id in sorted(call.offered_to - {expert.id}):
             other = self._experts[other_id]
             self._emit(OfferEnded(now, call.id, call.service, other_id, "taken"))
@@ -572,6 +680,10 @@ class QueueMachine:
         self._emit(
             CallConnected(now, call.id, call.service, call.kiosk, expert.id, now - call.queued_at)
         )
+        if call.interpreter and call.language and self._interpreting_for(call.language):
+            # The citizen asked for an interpreter when calling: ask as soon as the
+            # call is answered, as the expert would.
+            self._queue_interpreter_request(call, call.language, now, at_head=False)
 
     def _decline(self, cmd: DeclineOffer, now: float) -> None:
         call, expert = self._offered(cmd.call, cmd.expert)
@@ -581,10 +693,19 @@ class QueueMachine:
         self._close_offer(call, expert, "declined", now)
 
     def _hang_up(self, cmd: HangUp, now: float) -> None:
+        call = self._calls.get(cmd.call)
+        if call is not None and self._guest_of(call, cmd.by, cmd.role) is not None:
+            self._leave(cmd.call, cmd.by, cmd.role, now)
+            return
         call = self._party_of_connected(cmd.call, cmd.by, cmd.role)
         self._end(call, Outcome.ANSWERED, f"hangup_{cmd.role}", now)
 
     def _media_failed(self, cmd: ReportMediaFailure, now: float) -> None:
+        call = self._calls.get(cmd.call)
+        if call is not None and self._guest_of(call, cmd.by, cmd.role) is not None:
+            # A guest's media failing is the guest's problem: it leaves, the call goes on.
+            self._leave(cmd.call, cmd.by, cmd.role, now, reason="media_failed")
+            return
         call = self._party_of_connected(cmd.call, cmd.by, cmd.role)
         self._end(call, Outcome.FAILED, cmd.detail or "media", now)
 
@@ -623,6 +744,7 @@ class QueueMachine:
         if not self._anyone_signed_in(target.id):
             raise QueueError("no_expert", f"no expert of {target.name} is signed in now")
         expert = self._experts[cmd.expert]
+        self._empty_room(call, "transferred", now)
         origin = call.service
         call.service = target.id
         call.queued_at = now
@@ -664,12 +786,17 @@ class QueueMachine:
             kind, _, identity = party.partition(":")
             if kind == "kiosk":
                 self._kiosk_lost(KioskId(identity), now, self.settings.kiosk_grace_s)
+            elif kind == "supervisor":
+                self._supervisor_gone(identity, now)
             else:
                 self._expert_lost(ExpertId(identity), now, self.settings.expert_grace_s)
 
     def _restarted(self, now: float) -> None:
         grace = self.settings.restart_grace_s
         self._links.clear()
+        for call in sorted(self._calls.values(), key=lambda c: c.id):
+            for guest in [g for g in call.guests if g.role == "supervisor"]:
+                self._leave(call.id, guest.id, "supervisor", now, reason="lost")
         for expert_id in sorted(self._online):
             self._expert_lost(expert_id, now, grace)
         for kiosk_id in sorted(self._kiosk_calls):
@@ -687,6 +814,271 @@ class QueueMachine:
                 call.kiosk_lost_until = until
                 self._arm(until, "kiosk_lost", call.id)
                 self._emit(PartyLost(now, call.id, call.service, "kiosk", call.kiosk, until))
+
+    # ------------------------------------------------------------------ rooms
+
+    def _keys_of(self, call: Call) -> tuple[str, ...]:
+        return tuple(call.members())
+
+    def _notify_for(self, call: Call) -> tuple[str, ...]:
+        """For a request for an interpreter: who in the requesting call hears how it goes."""
+        if call.joins is None:
+            return ()
+        parent = self._calls.get(call.joins)
+        return self._keys_of(parent) if parent is not None else ()
+
+    def _guest_of(self, call: Call, by: str, role: str) -> Participant | None:
+        """The guest a command comes from; interpreters speak as experts."""
+        if role == "supervisor":
+            return call.guest("supervisor", by)
+        if role in ("expert", "interpreter") and by != call.expert:
+            return call.guest("interpreter", by)
+        return None
+
+    def _interpreting_for(self, language: str) -> ServiceSpec | None:
+        """The interpreting service for ``language``: the first open one, else the first."""
+        able = [spec for spec in self.interpreting_services() if language in spec.languages]
+        return able[0] if able else None
+
+    def _invite_interpreter(self, cmd: InviteInterpreter, now: float) -> None:
+        call = self._party_of_connected(cmd.call, cmd.by, cmd.role)
+        if cmd.role == "kiosk" and not self.services[call.service].interpreter:
+            raise QueueError(
+                "interpreter_not_offered",
+                "an interpreter can be asked for this service by the adviser only",
+            )
+        if call.interpreter_request is not None or any(
+            g.role == "interpreter" for g in call.guests
+        ):
+            raise QueueError(
+                "interpreter_already", "an interpreter is already in this call or on the way"
+            )
+        if self._interpreting_for(cmd.language) is None:
+            raise QueueError(
+                "no_interpreter_language",
+                f"no interpreting service offers the language {cmd.language!r}",
+                languages=self.interpreter_languages(),
+            )
+        self._queue_interpreter_request(call, cmd.language, now, at_head=False)
+
+    def _queue_interpreter_request(
+        self, call: Call, language: str, now: float, *, at_head: bool
+    ) -> None:
+        """A request for an interpreter enters the interpreting service's queue; a
+        refusal (closed, full, nobody signed in) is told and the call goes on."""
+        spec = self._interpreting_for(language)
+        assert spec is not None
+        call.requests_made += 1
+        request_id = CallId(f"{call.id}.i{call.requests_made}")
+        notify = self._keys_of(call)
+        refusal: tuple[Outcome, float | None] | None = None
+        if not spec.hours.is_open(now):
+            refusal = (Outcome.CLOSED, spec.hours.next_opening(now))
+        elif len(self._queues[spec.id]) >= spec.max_waiting:
+            refusal = (Outcome.FULL, None)
+        elif not self._anyone_signed_in(spec.id, language):
+            refusal = (Outcome.NO_EXPERT, None)
+        if refusal is not None:
+            outcome, opening = refusal
+            self._emit(
+                CallRefused(now, request_id, spec.id, call.kiosk, outcome, opening, call.id, notify)
+            )
+            return
+        self._seq += 1
+        request = Call(
+            id=request_id,
+            service=spec.id,
+            kiosk=call.kiosk,
+            beneficiary="",
+            priority=call.priority,
+            arrived_at=now,
+            queued_at=now,
+            seq=self._seq,
+            language=language,
+            at_head=at_head,
+            joins=call.id,
+        )
+        self._calls[request.id] = request
+        call.interpreter_request = request.id
+        request.position = self._enqueue(request)
+        self._arm(now + spec.max_wait_s, "max_wait", request.id)
+        self._emit(
+            CallQueued(
+                now,
+                request.id,
+                spec.id,
+                call.kiosk,
+                "",
+                request.priority,
+                request.position,
+                call.id,
+                notify,
+                language,
+            )
+        )
+
+    def _interpreter_joins(self, request: Call, interpreter: Expert, now: float) -> None:
+        """The interpreter who accepts a request joins the call it is for; the request
+        leaves its queue answered."""
+        assert request.joins is not None
+        call = self._calls[request.joins]
+        for other_id in sorted(request.offered_to - {interpreter.id}):
+            self._emit(OfferEnded(now, request.id, request.service, other_id, "taken"))
+            self._set_state(self._experts[other_id], ExpertState.IDLE, None, now)
+        self._emit(OfferEnded(now, request.id, request.service, interpreter.id, "accepted"))
+        waited = now - request.queued_at
+        self._emit(
+            CallConnected(
+                now, request.id, request.service, request.kiosk, interpreter.id, waited, call.id
+            )
+        )
+        request.offered_to = set()
+        request.offer_expires_at = None
+        request.answered_after_s = waited
+        self._end(request, Outcome.ANSWERED, "joined", now)
+        interpreter.answered += 1
+        guest = Participant(
+            role="interpreter",
+            id=interpreter.id,
+            name=interpreter.name,
+            joined_at=now,
+            language=request.language,
+        )
+        call.guests.append(guest)
+        self._set_state(interpreter, ExpertState.IN_CALL, call.id, now)
+        self._emit(
+            ParticipantJoined(
+                now,
+                call.id,
+                call.service,
+                "interpreter",
+                interpreter.id,
+                interpreter.name,
+                self._keys_of(call),
+                request.language,
+                request.id,
+            )
+        )
+
+    def _join(self, cmd: JoinCall, now: float) -> None:
+        call = self._calls.get(cmd.call)
+        if call is None:
+            raise QueueError("unknown_call", f"call {cmd.call!r} does not exist or has ended")
+        if self.services[call.service].partner != cmd.partner:
+            raise QueueError("forbidden", "this call belongs to another partner's service")
+        if call.state is not CallState.CONNECTED or call.joins is not None:
+            raise QueueError("not_in_call", "the call is not connected")
+        if call.guest("supervisor", cmd.supervisor) is not None:
+            raise QueueError("already_in_call", "you are already in this call")
+        self._link(f"supervisor:{cmd.supervisor}", cmd.link)
+        call.guests.append(
+            Participant(role="supervisor", id=cmd.supervisor, name=cmd.name, joined_at=now)
+        )
+        self._emit(
+            ParticipantJoined(
+                now,
+                call.id,
+                call.service,
+                "supervisor",
+                cmd.supervisor,
+                cmd.name,
+                self._keys_of(call),
+            )
+        )
+
+    def _leave(self, call_id: CallId, by: str, role: str, now: float, reason: str = "left") -> None:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise QueueError("unknown_call", f"call {call_id!r} does not exist or has ended")
+        guest = self._guest_of(call, by, role)
+        if guest is None:
+            raise QueueError(
+                "not_a_guest",
+                "only an interpreter or a supervisor leaves a call; the kiosk and the "
+                "adviser hang up",
+            )
+        self._remove_guest(call, guest, reason, now)
+
+    def _remove_guest(self, call: Call, guest: Participant, reason: str, now: float) -> None:
+        call.guests.remove(guest)
+        self._emit(
+            ParticipantLeft(
+                now,
+                call.id,
+                call.service,
+                guest.role,
+                guest.id,
+                reason,
+                now - guest.joined_at,
+                self._keys_of(call),
+            )
+        )
+        if guest.role == "supervisor":
+            if not self.calls_with_guest("supervisor", guest.id):
+                self._links.pop(f"supervisor:{guest.id}", None)
+            return
+        interpreter = self._experts.get(ExpertId(guest.id))
+        if interpreter is None or interpreter.call != call.id:
+            return
+        if interpreter.state is ExpertState.IN_CALL and interpreter.id in self._online:
+            service = self._interpreting_for(guest.language or "")
+            self._start_wrap_up(interpreter, call, now, service.id if service else None)
+        else:
+            self._set_state(interpreter, ExpertState.IDLE, None, now, reason=reason)
+
+    def _guest_lost(self, call: Call, guest: Participant, now: float, grace_s: float) -> None:
+        if grace_s <= 0:
+            self._guest_not_back(call, guest.role, guest.id, now)
+            return
+        guest.lost_until = now + grace_s
+        self._arm(guest.lost_until, "guest_lost", f"{call.id}|{guest.key}")
+        self._emit(
+            PartyLost(
+                now,
+                call.id,
+                call.service,
+                guest.role,
+                guest.id,
+                guest.lost_until,
+                self._keys_of(call),
+            )
+        )
+
+    def _guest_not_back(self, call: Call, role: str, identity: str, now: float) -> None:
+        guest = call.guest(role, identity)
+        assert guest is not None
+        language = guest.language
+        self._remove_guest(call, guest, "lost", now)
+        if role == "interpreter" and language and self._interpreting_for(language):
+            # As a lost expert's caller goes back to the head of the queue, the call
+            # asks again for an interpreter, ahead of the others.
+            self._queue_interpreter_request(call, language, now, at_head=True)
+
+    def _empty_room(self, call: Call, reason: str, now: float) -> None:
+        """Before a call ends, goes back to the queue or moves on: its guests leave and
+        its waiting request for an interpreter is withdrawn."""
+        for guest in list(call.guests):
+            self._remove_guest(call, guest, reason, now)
+        request = self._calls.get(call.interpreter_request) if call.interpreter_request else None
+        if request is not None:
+            self._withdraw_offers(request, "cancelled", now)
+            self._end(request, Outcome.ABANDONED, reason, now)
+        call.interpreter_request = None
+
+    def _supervisor_gone(self, supervisor: str, now: float) -> None:
+        for call in sorted(self.calls_with_guest("supervisor", supervisor), key=lambda c: c.id):
+            self._leave(call.id, supervisor, "supervisor", now, reason="lost")
+
+    def _record_text(self, cmd: RecordText, now: float) -> None:
+        call = self._calls.get(cmd.call)
+        if call is None or call.state is not CallState.CONNECTED:
+            raise QueueError("not_in_call", "the call is not connected")
+        role = "interpreter" if cmd.role == "expert" and cmd.by != call.expert else cmd.role
+        if f"{role}:{cmd.by}" not in call.members():
+            raise QueueError("not_your_call", "you are not a participant of this call")
+        if not self.services[call.service].rtt_transcript:
+            raise QueueError("transcript_off", "this service keeps no transcript")
+        self._emit(TextSaid(now, call.id, call.service, role, cmd.by, cmd.text))
 
     # ------------------------------------------------------------------ helpers
 
@@ -800,6 +1192,7 @@ class QueueMachine:
     def _end(self, call: Call, outcome: Outcome, reason: str, now: float) -> None:
         """The call leaves the system for good."""
         spec = self.services[call.service]
+        self._empty_room(call, "call_ended", now)
         if call.state in _QUEUED:
             self._dequeue(call)
         waited = (
@@ -808,9 +1201,15 @@ class QueueMachine:
         talk = now - call.connected_at if call.connected_at is not None else None
         short = outcome is Outcome.ABANDONED and waited < spec.short_abandon_s
         expert_id = call.expert
+        notify = self._notify_for(call)
         call.state = CallState.ENDED
         del self._calls[call.id]
-        self._kiosk_calls.pop(call.kiosk, None)
+        if call.joins is None:
+            self._kiosk_calls.pop(call.kiosk, None)
+        else:
+            parent = self._calls.get(call.joins)
+            if parent is not None and parent.interpreter_request == call.id:
+                parent.interpreter_request = None
         self._touched.add(call.service)
         self._emit(
             CallEnded(
@@ -824,6 +1223,8 @@ class QueueMachine:
                 waited,
                 talk,
                 short,
+                call.joins,
+                notify,
             )
         )
         if expert_id is not None and talk is not None:
@@ -833,6 +1234,7 @@ class QueueMachine:
 
     def _requeue(self, call: Call, reason: str, now: float) -> None:
         expert = self._experts[call.expert] if call.expert else None
+        self._empty_room(call, "requeued", now)
         call.state = CallState.WAITING
         call.at_head = True
         # The maximum wait counts afresh from the requeue (the talk was not waiting),
@@ -877,7 +1279,12 @@ class QueueMachine:
                     call = self._calls[call_id]
                     if call.state is not CallState.WAITING or call.kiosk_lost_until is not None:
                         continue
-                    eligible = [e for e in free if call.declined_until.get(e.id, -math.inf) <= now]
+                    eligible = [
+                        e
+                        for e in free
+                        if call.declined_until.get(e.id, -math.inf) <= now
+                        and (call.joins is None or call.language in e.languages)
+                    ]
                     if eligible:
                         if best is None or call.queue_key() < best[0]:
                             best = (call.queue_key(), call, eligible)
@@ -920,6 +1327,8 @@ class QueueMachine:
                     call.language,
                     call.interpreter,
                     call.transferred_from,
+                    call.joins,
+                    self._notify_for(call),
                 )
             )
 
@@ -945,7 +1354,17 @@ class QueueMachine:
                 call = self._calls[call_id]
                 if call.position != index + 1:
                     call.position = index + 1
-                    self._emit(PositionChanged(now, call.id, service, call.kiosk, index + 1))
+                    self._emit(
+                        PositionChanged(
+                            now,
+                            call.id,
+                            service,
+                            call.kiosk,
+                            index + 1,
+                            call.joins,
+                            self._notify_for(call),
+                        )
+                    )
 
     # ------------------------------------------------------------------ persistence
 
@@ -976,6 +1395,10 @@ class QueueMachine:
             for raw in data["calls"]
             if raw["service"] not in self.services or raw["kiosk"] not in self.kiosks
         ]
+        # A request for an interpreter goes with the call it is for.
+        dropped += [
+            CallId(raw["id"]) for raw in data["calls"] if raw.get("joins") in set(dropped)
+        ]
         for raw in data["experts"]:
             expert = _expert_from_dict(raw)
             expert.services = frozenset(s for s in expert.services if s in self.services)
@@ -997,8 +1420,11 @@ class QueueMachine:
             if raw["id"] in dropped:
                 continue
             call = _call_from_dict(raw)
+            if call.interpreter_request in dropped:
+                call.interpreter_request = None
             self._calls[call.id] = call
-            self._kiosk_calls[call.kiosk] = call.id
+            if call.joins is None:
+                self._kiosk_calls[call.kiosk] = call.id
             if call.state in _QUEUED:
                 position = call.position
                 self._enqueue(call)
@@ -1019,6 +1445,9 @@ class QueueMachine:
                 self._arm(call.kiosk_lost_until, "kiosk_lost", call.id)
             if call.expert_lost_until is not None:
                 self._arm(call.expert_lost_until, "expert_lost", call.id)
+            for guest in call.guests:
+                if guest.lost_until is not None:
+                    self._arm(guest.lost_until, "guest_lost", f"{call.id}|{guest.key}")
             for until in call.declined_until.values():
                 self._arm(until, "declined", call.id)
         for expert in self._experts.values():
@@ -1031,6 +1460,7 @@ def _call_to_dict(call: Call) -> dict[str, Any]:
     data["state"] = call.state.value
     data["offered_to"] = sorted(call.offered_to)
     data["declined_until"] = dict(call.declined_until)
+    data["guests"] = [dict(vars(guest)) for guest in call.guests]
     return data
 
 
@@ -1038,6 +1468,7 @@ def _call_from_dict(data: dict[str, Any]) -> Call:
     values = dict(data)
     values["state"] = CallState(values["state"])
     values["offered_to"] = set(values["offered_to"])
+    values["guests"] = [Participant(**guest) for guest in values.get("guests", [])]
     return Call(**values)
 
 

@@ -24,14 +24,22 @@ __all__ = [
     "ExpertStatus",
     "KioskSpec",
     "Outcome",
+    "Participant",
+    "ParticipantRole",
     "PartyRole",
     "ServiceSpec",
     "Strategy",
 ]
 
 
-PartyRole = Literal["kiosk", "expert"]
-"""The two parties of a call as the queue knows them (interpreters count as experts)."""
+ParticipantRole = Literal["kiosk", "expert", "interpreter", "supervisor"]
+"""What a participant is in a call: the kiosk and the answering expert anchor it (the
+call ends when either hangs up); an interpreter and a supervisor are guests who join
+and leave while it runs. An interpreter who answers a call of its own service (a
+kiosk calling the sign-language service) is that call's expert."""
+
+PartyRole = ParticipantRole
+"""Kept for callers that name who sends a command: the role it speaks as."""
 
 
 class Strategy(StrEnum):
@@ -101,7 +109,13 @@ class ServiceSpec:
     beneficiary_hint: str = ""
     languages: tuple[str, ...] = ("fr",)
     interpreter: bool = False
-    """Whether a caller may ask for an interpreter on this service."""
+    """Whether a caller (the kiosk) may ask for an interpreter on this service; the
+    expert always may."""
+    interpreting: bool = False
+    """Its experts are interpreters: besides its own calls, it queues requests for an
+    interpreter in one of its ``languages``, who then joins the requesting call."""
+    rtt_transcript: bool = False
+    """Whether finished lines of real-time text are kept in the event log."""
     visit_reasons: tuple[str, ...] = ("Information", "Dossier en cours", "Autre")
     expected_handle_s: float = 600.0
     """Prior mean handle time used by the wait estimate until calls are measured."""
@@ -129,8 +143,30 @@ class KioskSpec:
 
 
 @dataclass
+class Participant:
+    """A guest of a connected call: an interpreter or a supervisor."""
+
+    role: ParticipantRole
+    id: str
+    name: str
+    joined_at: float
+    language: str | None = None
+    lost_until: float | None = None
+    """Set while its connection is lost: it has until then to come back."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.role}:{self.id}"
+
+
+@dataclass
 class Call:
-    """A caller's journey; it keeps its id across a transfer and a requeue."""
+    """A caller's journey; it keeps its id across a transfer and a requeue.
+
+    A call is also a room: the kiosk, the answering expert, and its guests. A request
+    for an interpreter is a call of its own in the interpreting service's queue, with
+    ``joins`` naming the call the interpreter will join; it never becomes connected:
+    accepting it adds the interpreter to that call."""
 
     id: CallId
     service: ServiceId
@@ -159,9 +195,31 @@ class Call:
     transferred_from: ServiceId | None = None
     position: int = 0
     """Last position told to the kiosk (1 is next); 0 when not waiting."""
+    guests: list[Participant] = field(default_factory=list)
+    joins: CallId | None = None
+    """For a request for an interpreter: the call it is for."""
+    interpreter_request: CallId | None = None
+    """The request for an interpreter of this call that waits, if any."""
+    requests_made: int = 0
+    """How many requests for an interpreter this call made: numbers the next one."""
 
     def queue_key(self) -> tuple[int, int, float, int]:
         return (0 if self.at_head else 1, -self.priority, self.arrived_at, self.seq)
+
+    def members(self) -> dict[str, ParticipantRole]:
+        """Who is in the room now, by ``<role>:<id>``; empty until it is connected."""
+        if self.state is not CallState.CONNECTED or self.expert is None:
+            return {}
+        found: dict[str, ParticipantRole] = {
+            f"kiosk:{self.kiosk}": "kiosk",
+            f"expert:{self.expert}": "expert",
+        }
+        for guest in self.guests:
+            found[guest.key] = guest.role
+        return found
+
+    def guest(self, role: str, identity: str) -> Participant | None:
+        return next((g for g in self.guests if g.role == role and g.id == identity), None)
 
 
 @dataclass

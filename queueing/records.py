@@ -40,6 +40,11 @@ def command_from_record(record: dict[str, Any]) -> tuple[commands.Command, float
 
 def event_record(event: events.Event) -> dict[str, Any]:
     fields = msgspec.to_builtins(event)
+    # Tuples come back from JSON as lists: write them as lists, so that a record
+    # read back from a store equals the one written.
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            fields[name] = list(value)
     return {"kind": type(event).__name__, **fields}
 
 

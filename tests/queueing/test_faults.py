@@ -50,6 +50,10 @@ C1, C2, C3 = CallId("c1"), CallId("c2"), CallId("c3")
 K1, K2, K3 = KioskId("k1"), KioskId("k2"), KioskId("k3")
 
 
+ROOM = ("kiosk:k1", "expert:a")
+"""Who is in the call of k1 answered by a."""
+
+
 def offered_to_a():
     """c1 (k1) is offered to a; c2 (k2) waits behind it; b is signed in on break."""
     m = machine(expert_grace_s=5.0, kiosk_grace_s=60.0, restart_grace_s=90.0)
@@ -102,7 +106,9 @@ def test_expert_lost_in_call_keeps_the_call_during_the_grace():
 
     events = m.apply(ExpertLost(A), 20.0)
 
-    assert one(events, PartyLost) == PartyLost(20.0, C1, CAF, "expert", "a", 25.0)
+    assert one(events, PartyLost) == PartyLost(
+        20.0, C1, CAF, "expert", "a", 25.0, ("kiosk:k1", "expert:a")
+    )
     assert m.call(C1).state is CallState.CONNECTED
     assert m.expert(A).state is ExpertState.IN_CALL
     assert m.get_timer() == 25.0
@@ -114,7 +120,9 @@ def test_expert_back_within_the_grace_continues_the_call():
 
     events = sign_in(m, "a", 23.0, available=False)
 
-    assert one(events, PartyBack) == PartyBack(23.0, C1, CAF, "expert", "a")
+    assert one(events, PartyBack) == PartyBack(
+        23.0, C1, CAF, "expert", "a", ("kiosk:k1", "expert:a")
+    )
     assert m.call(C1).state is CallState.CONNECTED
     assert m.call(C1).expert_lost_until is None
     assert only(run_until(m, 30.0), CallRequeued) == []
@@ -179,7 +187,7 @@ def test_kiosk_lost_while_waiting_keeps_its_position():
 
     events = m.apply(KioskLost(K2), 5.0)
 
-    assert one(events, PartyLost) == PartyLost(5.0, C2, CAF, "kiosk", "k2", 65.0)
+    assert one(events, PartyLost) == PartyLost(5.0, C2, CAF, "kiosk", "k2", 65.0, ())
     assert only(events, PositionChanged) == []
     assert positions(m) == [C2, C3]
 
@@ -256,7 +264,9 @@ def test_kiosk_lost_in_call_lets_the_expert_keep_the_call_during_the_grace():
 
     events = m.apply(KioskLost(K1), 20.0)
 
-    assert one(events, PartyLost) == PartyLost(20.0, C1, CAF, "kiosk", "k1", 80.0)
+    assert one(events, PartyLost) == PartyLost(
+        20.0, C1, CAF, "kiosk", "k1", 80.0, ("kiosk:k1", "expert:a")
+    )
     assert m.call(C1).state is CallState.CONNECTED
     assert m.expert(A).state is ExpertState.IN_CALL
     assert m.expert(A).call == C1
@@ -270,7 +280,9 @@ def test_kiosk_back_in_call_resumes_with_the_same_expert():
 
     resumed = one(events, CallResumed)
     assert (resumed.state, resumed.expert, resumed.position) == (CallState.CONNECTED, A, 0)
-    assert one(events, PartyBack) == PartyBack(50.0, C1, CAF, "kiosk", "k1")
+    assert one(events, PartyBack) == PartyBack(
+        50.0, C1, CAF, "kiosk", "k1", ("kiosk:k1", "expert:a")
+    )
     assert only(run_until(m, 200.0), CallEnded) == []
 
 

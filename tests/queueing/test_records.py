@@ -30,19 +30,27 @@ from queueing import (
     ExpertStatus,
     FinishWrapUp,
     HangUp,
+    InviteInterpreter,
+    JoinCall,
     KioskBack,
     KioskId,
     KioskLost,
+    LeaveCall,
     NodeLost,
     OfferEnded,
     Outcome,
+    ParticipantJoined,
+    ParticipantLeft,
     PartyBack,
     PartyLost,
     PositionChanged,
+    RecordText,
     ReportMediaFailure,
     RequestCall,
     Restarted,
     SetStatus,
+    SupervisorLost,
+    TextSaid,
     TransferCall,
     WrapUpFinished,
     WrapUpStarted,
@@ -76,17 +84,28 @@ COMMANDS: list[Command] = [
     ReportMediaFailure(C1, "a", "expert", "ice_failed"),
     Restarted(),
     NodeLost("node-a"),
+    InviteInterpreter(C1, "a", "expert", "lsf"),
+    JoinCall(C1, "sup", "Sam", "caf", link="node-a/s1"),
+    LeaveCall(C1, "sup", "supervisor"),
+    SupervisorLost("sup", link="node-a/s1"),
+    RecordText(C1, "k1", "kiosk", "bonjour"),
 ]
 
 EVENTS: list[Event] = [
     CallQueued(1.0, C1, CAF, K1, "1234567", 2, 3),
+    CallQueued(1.0, CallId("c1.i1"), CAF, K1, "", 0, 1, C1, ("kiosk:k1", "expert:a"), "lsf"),
     CallRefused(1.0, C1, CAF, K1, Outcome.CLOSED, 1773000000.0),
     PositionChanged(1.0, C1, CAF, K1, 2),
     CallOffered(1.0, C1, CAF, K1, A, "1234567", 5.5, 21.0, "ar", True, CPAM),
     OfferEnded(1.0, C1, CAF, A, "timeout"),
     CallConnected(1.0, C1, CAF, K1, A, 12.5),
     PartyLost(1.0, C1, CAF, "expert", "a", 6.0),
-    PartyBack(1.0, C1, CAF, "kiosk", "k1"),
+    PartyBack(1.0, C1, CAF, "kiosk", "k1", ("kiosk:k1", "expert:a")),
+    ParticipantJoined(
+        1.0, C1, CAF, "interpreter", "i", "Iris", ("kiosk:k1", "expert:a", "interpreter:i"), "lsf"
+    ),
+    ParticipantLeft(1.0, C1, CAF, "supervisor", "sup", "left", 30.0, ("kiosk:k1", "expert:a")),
+    TextSaid(1.0, C1, CAF, "kiosk", "k1", "bonjour"),
     CallResumed(1.0, C1, CAF, K1, CallState.CONNECTED, 0, A),
     CallRequeued(1.0, C1, CAF, K1, A, 1, "expert_lost"),
     CallTransferred(1.0, C1, CAF, CPAM, K1, A, 1),
@@ -142,7 +161,7 @@ def test_event_record_is_flat_with_its_time():
 
 def test_decoded_enums_are_enums_again():
     command, _ = command_from_record(command_record(SetStatus(A, ExpertStatus.BREAK), 1.0))
-    event = event_from_record(event_record(EVENTS[1]))
+    event = event_from_record(event_record(EVENTS[2]))
 
     assert command.status is ExpertStatus.BREAK
     assert event.outcome is Outcome.CLOSED
