@@ -1,9 +1,11 @@
 """Wire protocol of visio-guichet: typed messages, codec, JSON Schema, session rules, bus."""
 
 from .bus import LocalBus, MessageBus, Subscription, address, not_cancelled
+from .channels import CHANNELS, ChannelRule, ChannelTraffic, check_payload
 from .codec import CLIENT_TYPES, decode_client, decode_server, encode, request_id_of
 from .errors import (
     Forbidden,
+    InvalidData,
     MalformedMessage,
     NotAuthenticated,
     ProtocolError,
@@ -16,8 +18,12 @@ from .session import ALLOWED, check_allowed
 
 __all__ = [
     "ALLOWED",
+    "CHANNELS",
     "CLIENT_TYPES",
+    "ChannelRule",
+    "ChannelTraffic",
     "Forbidden",
+    "InvalidData",
     "LocalBus",
     "MalformedMessage",
     "MessageBus",
@@ -29,6 +35,7 @@ __all__ = [
     "UnknownType",
     "address",
     "check_allowed",
+    "check_payload",
     "decode_client",
     "decode_server",
     "encode",

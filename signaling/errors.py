@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "Forbidden",
+    "InvalidData",
     "MalformedMessage",
     "NotAuthenticated",
     "ProtocolError",
@@ -31,6 +32,12 @@ class ProtocolError(Exception):
 
 class MalformedMessage(ProtocolError):
     code = "malformed_message"
+
+
+class InvalidData(ProtocolError):
+    """A channel's payload that does not fit the channel (shape or size)."""
+
+    code = "invalid_data"
 
 
 class UnknownType(ProtocolError):

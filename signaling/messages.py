@@ -20,16 +20,22 @@ __all__ = [
     "Ack",
     "CallCancel",
     "CallConnected",
+    "CallData",
     "CallEnded",
     "CallHangup",
+    "CallInterpreter",
+    "CallInvite",
+    "CallJoin",
     "CallMediaFailed",
     "CallOffered",
+    "CallParticipants",
     "CallPeerState",
     "CallPosition",
     "CallQueued",
     "CallRequest",
     "CallRequeued",
     "CallResumed",
+    "CallSummary",
     "CallTransfer",
     "CallTransferred",
     "ClientMessage",
@@ -39,10 +45,13 @@ __all__ = [
     "Hello",
     "IceCandidate",
     "IceServer",
+    "InterpreterWaiting",
     "KioskInfo",
     "OfferAccept",
     "OfferReject",
     "OfferWithdrawn",
+    "ParticipantKey",
+    "ParticipantRole",
     "PartyInfo",
     "Ping",
     "Pong",
@@ -74,6 +83,20 @@ ServiceIdField = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 ]
 Seconds = Annotated[float, msgspec.Meta(ge=0, description="Duration in seconds.")]
+ParticipantRole = Literal["kiosk", "expert", "interpreter", "supervisor"]
+"""What a participant is in a call; the role decides what it may send and receive."""
+ParticipantKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=140,
+        pattern=r"^(kiosk|expert|interpreter|supervisor):.+$",
+        description="A participant of a call, named '<role>:<id>'.",
+    ),
+]
+LanguageField = Annotated[
+    str, msgspec.Meta(min_length=2, max_length=16, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+]
 Timestamp = Annotated[float, msgspec.Meta(description="Unix time in seconds.")]
 
 
@@ -140,12 +163,18 @@ class KioskInfo(msgspec.Struct, frozen=True):
 
 
 class PartyInfo(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The other party of a call."""
+    """A participant of a call."""
 
-    role: Literal["kiosk", "expert", "interpreter", "supervisor"]
+    role: ParticipantRole
     id: str
     name: str
     place: str = ""
+    key: str = ""
+    """``<role>:<id>``: how ``to`` and ``sender`` name this participant."""
+    language: str | None = None
+    """For an interpreter: the language it interprets."""
+    sends_media: bool = True
+    """False for a supervisor, who only receives."""
 
 
 class ServiceRef(msgspec.Struct, frozen=True):
@@ -154,6 +183,28 @@ class ServiceRef(msgspec.Struct, frozen=True):
     id: str
     name: str
     open: bool
+
+
+class CallSummary(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A connected call as admins and supervisors see it."""
+
+    call: str
+    service: str
+    kiosk: str
+    kiosk_name: str
+    connected_s: Seconds
+    participants: list[PartyInfo]
+
+
+class InterpreterWaiting(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A request for an interpreter that waits in an interpreting service's queue."""
+
+    request: str
+    for_call: str
+    service: str
+    language: str | None
+    waited_s: Seconds
+    state: Literal["waiting", "offered"]
 
 
 class ServiceQueue(msgspec.Struct, frozen=True):
@@ -209,7 +260,8 @@ class CallCancel(Message, tag="call.cancel", frozen=True):
 
 
 class CallHangup(Message, tag="call.hangup", frozen=True):
-    """Kiosk or expert: end a connected call."""
+    """Kiosk or answering expert: end the call for everyone. Interpreter or supervisor:
+    leave it; the call goes on."""
 
     id: RequestId
     call: CallIdField
@@ -260,24 +312,63 @@ class CallTransfer(Message, tag="call.transfer", frozen=True):
     service: ServiceIdField
 
 
+class CallInvite(Message, tag="call.invite", frozen=True):
+    """Answering expert, or kiosk where the service allows it: ask for an interpreter
+    in ``language``. The request waits in the interpreting service's queue; its
+    progress arrives as ``call.interpreter``."""
+
+    id: RequestId
+    call: CallIdField
+    role: Literal["interpreter"]
+    language: LanguageField
+
+
+class CallJoin(Message, tag="call.join", frozen=True):
+    """Supervisor: join a connected call of its partner, receiving only."""
+
+    id: RequestId
+    call: CallIdField
+
+
+class CallData(Message, tag="call.data", frozen=True):
+    """Any participant: a message on one of the call's channels, relayed by the server
+    to the other participants (or to ``to`` only). ``rtt``: real-time text, the line
+    being typed, sent at each keystroke; ``whisper``: supervisor <-> expert text the
+    kiosk never receives. Size and rate are bounded per channel."""
+
+    call: CallIdField
+    channel: Literal["rtt", "whisper"]
+    data: dict[str, Any]
+    to: ParticipantKey | None = None
+    id: RequestId | None = None
+    sender: str | None = None
+    """Filled in by the server when it relays the message: ``<role>:<id>`` of the sender."""
+
+
 class RtcSdp(Message, tag="rtc.sdp", frozen=True):
-    """Either party: an SDP offer or answer for the other party of the call."""
+    """A participant: an SDP offer or answer for one other participant of the call.
+    Each pair of participants negotiates its own connection."""
 
     call: CallIdField
     description: SessionDescription
+    to: ParticipantKey | None = None
+    """The participant it is for; without it, the kiosk's or the answering expert's
+    counterpart (two-party calls)."""
     id: RequestId | None = None
     sender: str | None = None
-    """Filled in by the server when it relays the message: the sending party's id."""
+    """Filled in by the server when it relays the message: ``<role>:<id>`` of the sender."""
 
 
 class RtcIce(Message, tag="rtc.ice", frozen=True):
-    """Either party: a trickled ICE candidate; ``null`` marks the end of candidates."""
+    """A participant: a trickled ICE candidate for one other participant; ``null``
+    marks the end of candidates."""
 
     call: CallIdField
     candidate: IceCandidate | None
+    to: ParticipantKey | None = None
     id: RequestId | None = None
     sender: str | None = None
-    """Filled in by the server when it relays the message: the sending party's id."""
+    """Filled in by the server when it relays the message: ``<role>:<id>`` of the sender."""
 
 
 class QueueSubscribe(Message, tag="queue.subscribe", frozen=True):
@@ -298,6 +389,9 @@ ClientMessage = (
     | OfferReject
     | WrapUpDone
     | CallTransfer
+    | CallInvite
+    | CallJoin
+    | CallData
     | RtcSdp
     | RtcIce
     | QueueSubscribe
@@ -321,6 +415,8 @@ class Welcome(Message, tag="welcome", frozen=True):
     kiosk: KioskInfo | None = None
     status: str | None = None
     state: str | None = None
+    interpreter_languages: list[str] = []
+    """Languages an interpreter can be asked for (from the interpreting services)."""
 
 
 class Pong(Message, tag="pong", frozen=True):
@@ -379,6 +475,9 @@ class CallOffered(Message, tag="call.offered", frozen=True):
     interpreter: bool = False
     transferred_from: str | None = None
     transferred_from_name: str | None = None
+    joins: str | None = None
+    """For an interpreter: the running call it would join."""
+    joins_service_name: str | None = None
 
 
 class OfferWithdrawn(Message, tag="offer.withdrawn", frozen=True):
@@ -391,18 +490,62 @@ class OfferWithdrawn(Message, tag="offer.withdrawn", frozen=True):
 
 
 class CallConnected(Message, tag="call.connected", frozen=True):
-    """Both parties: the call is connected; the expert sends the SDP offer."""
+    """A participant is in the call: who else is, and to whom it makes SDP offers.
+
+    Each pair of participants has its own peer connection; the participant who joined
+    later makes the offer (the expert towards the kiosk)."""
 
     call: str
     service: str
     peer: PartyInfo
+    """The kiosk's counterpart (the answering expert), or for everyone else the kiosk."""
     ice_servers: list[IceServer]
     media_mode: Literal["p2p", "relay"]
     initiator: bool
-    """True for the party that must create the SDP offer."""
+    """True when ``offer_to`` is not empty."""
+    you: str = ""
+    """This participant, ``<role>:<id>``."""
+    participants: list[PartyInfo] = []
+    """Everyone in the call now, this participant included."""
+    offer_to: list[str] = []
+    """Participants this one must send an SDP offer to."""
+    send_media: bool = True
+    """False for a supervisor: it receives and sends nothing."""
+    uplink_kbps: int | None = None
+    """The kiosk's uplink budget: its outgoing connections share it, audio first."""
     beneficiary: str = ""
     transfer_targets: list[ServiceRef] = []
     """For the expert: the services of the kiosk's catalogue the call may go to."""
+    rtt_transcript: bool = False
+    """Whether the service keeps the real-time text in its event log."""
+
+
+class CallParticipants(Message, tag="call.participants", frozen=True):
+    """Every participant: someone joined or left the call; the whole list as it is now."""
+
+    call: str
+    participants: list[PartyInfo]
+    change: Literal["joined", "left"]
+    party: PartyInfo
+    reason: str = ""
+    offer_to: list[str] = []
+    """Whom this participant must now send an SDP offer to (usually nobody: the
+    newcomer makes the offers)."""
+
+
+class CallInterpreter(Message, tag="call.interpreter", frozen=True):
+    """Kiosk and answering expert: how the request for an interpreter goes.
+
+    ``unavailable`` and ``left`` leave the call running; ``reason`` says why
+    (``closed``, ``full``, ``no_expert``, ``timed_out``, ``cancelled``, ``lost``...)."""
+
+    call: str
+    state: Literal["queued", "offered", "joined", "unavailable", "left", "lost"]
+    language: str | None = None
+    position: int | None = None
+    interpreter: PartyInfo | None = None
+    reason: str = ""
+    next_opening: Timestamp | None = None
 
 
 class CallResumed(Message, tag="call.resumed", frozen=True):
@@ -415,11 +558,13 @@ class CallResumed(Message, tag="call.resumed", frozen=True):
 
 
 class CallPeerState(Message, tag="call.peer_state", frozen=True):
-    """The other party's connection was lost (and may come back) or came back."""
+    """Another participant's connection was lost (and may come back) or came back."""
 
     call: str
     state: Literal["lost", "back"]
     grace_s: Seconds | None = None
+    party: str | None = None
+    """``<role>:<id>`` of the participant whose connection changed."""
 
 
 class CallRequeued(Message, tag="call.requeued", frozen=True):
@@ -472,6 +617,10 @@ class QueueStatus(Message, tag="queue.status", frozen=True):
 
     at: Timestamp
     services: list[ServiceQueue]
+    calls: list[CallSummary] = []
+    """Connected calls of the visible services, with their participants."""
+    interpreter_requests: list[InterpreterWaiting] = []
+    """Requests for an interpreter waiting for the visible calls."""
 
 
 ServerMessage = (
@@ -486,6 +635,9 @@ ServerMessage = (
     | CallConnected
     | CallResumed
     | CallPeerState
+    | CallParticipants
+    | CallInterpreter
+    | CallData
     | CallRequeued
     | CallTransferred
     | CallEnded

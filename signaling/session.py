@@ -11,20 +11,21 @@ from .errors import Forbidden, NotAuthenticated
 
 __all__ = ["ALLOWED", "check_allowed"]
 
-_CALL_PARTY = frozenset({"ping", "call.hangup", "call.media_failed", "rtc.sdp", "rtc.ice"})
+_CALL_PARTY = frozenset(
+    {"ping", "call.hangup", "call.media_failed", "call.data", "rtc.sdp", "rtc.ice"}
+)
 _ANSWERS = _CALL_PARTY | {
     "expert.status",
     "offer.accept",
     "offer.reject",
     "wrapup.done",
-    "call.transfer",
 }
 
 ALLOWED: dict[str, frozenset[str]] = {
-    "kiosk": _CALL_PARTY | {"call.request", "call.cancel"},
-    "expert": _ANSWERS,
+    "kiosk": _CALL_PARTY | {"call.request", "call.cancel", "call.invite"},
+    "expert": _ANSWERS | {"call.transfer", "call.invite"},
     "interpreter": _ANSWERS,
-    "supervisor": frozenset({"ping", "queue.subscribe"}),
+    "supervisor": _CALL_PARTY | {"queue.subscribe", "call.join"},
     "admin": frozenset({"ping", "queue.subscribe"}),
     "device": frozenset({"ping"}),
 }
