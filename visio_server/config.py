@@ -132,6 +132,9 @@ class MediaConfig(_Section, frozen=True):
     turn_urls: list[str] = []
     turn_secret: str = ""
     turn_ttl_s: Positive = 3600.0
+    kiosk_uplink_kbps: Annotated[int, msgspec.Meta(ge=64, le=100_000)] = 512
+    """What a kiosk may send in all, shared by its outgoing connections (audio first):
+    512 kbit/s is the published minimum link of these kiosks."""
 
 
 class ServiceEntry(_Section, frozen=True):
@@ -154,6 +157,11 @@ class ServiceEntry(_Section, frozen=True):
     beneficiary_hint: str = ""
     languages: list[str] = msgspec.field(default_factory=lambda: ["fr"])
     interpreter: bool = False
+    """Callers of this service may ask for an interpreter (the expert always may)."""
+    interpreting: bool = False
+    """Its experts are interpreters who join other services' calls in its ``languages``."""
+    rtt_transcript: bool = False
+    """Keep the finished lines of real-time text of its calls in the event log."""
     visit_reasons: list[str] = msgspec.field(
         default_factory=lambda: ["Information", "Dossier en cours", "Autre"]
     )
@@ -193,6 +201,8 @@ class ServiceEntry(_Section, frozen=True):
                 beneficiary_hint=self.beneficiary_hint,
                 languages=tuple(self.languages),
                 interpreter=self.interpreter,
+                interpreting=self.interpreting,
+                rtt_transcript=self.rtt_transcript,
                 visit_reasons=tuple(self.visit_reasons),
                 expected_handle_s=self.expected_handle_s,
             )

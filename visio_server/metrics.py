@@ -1,6 +1,7 @@
 """Prometheus metrics, recorded through one object with intent-named methods.
 
-Labels are ``service``, ``role``, ``outcome``, ``result``, ``state`` and ``code``;
+Labels are ``service``, ``role``, ``outcome``, ``result``, ``state``, ``code`` and
+``channel``;
 never a kiosk, an expert or a beneficiary. Queue depth and experts by state are read
 from the queue at scrape time, so they can never drift from it.
 """
@@ -143,6 +144,31 @@ class Metrics:
             "Other nodes this node declared dead because their heartbeat stopped.",
             registry=registry,
         )
+        self._joined = Counter(
+            "visio_participants_joined",
+            "Guests who joined a running call (interpreters, supervisors), by role.",
+            ["service", "role"],
+            registry=registry,
+        )
+        self._stayed = Histogram(
+            "visio_participant_seconds",
+            "How long guests stayed in a call, by role: interpreter minutes come from here.",
+            ["service", "role"],
+            buckets=_HANDLE_BUCKETS,
+            registry=registry,
+        )
+        self._channel_messages = Counter(
+            "visio_channel_messages",
+            "Messages on a call's channels (real-time text, whisper...), by result.",
+            ["channel", "result"],
+            registry=registry,
+        )
+        self._channel_bytes = Counter(
+            "visio_channel_bytes",
+            "Payload bytes relayed on a call's channels.",
+            ["channel"],
+            registry=registry,
+        )
         self._slow = Counter(
             "visio_slow_consumers",
             "Connections closed because they did not read their messages.",
@@ -176,6 +202,18 @@ class Metrics:
 
     def offer_ended(self, service: str, result: str) -> None:
         self._offers.labels(service, result).inc()
+
+    def participant_joined(self, service: str, role: str) -> None:
+        self._joined.labels(service, role).inc()
+
+    def participant_left(self, service: str, role: str, stayed_s: float) -> None:
+        self._stayed.labels(service, role).observe(stayed_s)
+
+    def channel_message(self, channel: str, result: str, size: int) -> None:
+        """``result``: relayed, refused (not a member, wrong shape) or rate_limited."""
+        self._channel_messages.labels(channel, result).inc()
+        if size:
+            self._channel_bytes.labels(channel).inc(size)
 
     def message_received(self, role: str) -> None:
         self._messages.labels(role).inc()
