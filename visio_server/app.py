@@ -18,8 +18,8 @@ from queueing.stores import FileQueueStore, MemoryQueueStore
 from signaling import LocalBus, MessageBus
 
 from .auth import Authenticator
+from .calls import Desk
 from .config import Config
-from .desk import Desk
 from .edge import Edge
 from .http_api import error_middleware, setup_routes
 from .keys import AUTH, CONFIG, DESK, EDGE, METRICS

@@ -43,8 +43,8 @@ from signaling import (
 from signaling import messages as m
 
 from .auth import Authenticator, Principal
+from .calls import Desk
 from .config import Config
-from .desk import Desk
 from .metrics import Metrics
 
 __all__ = ["Edge"]
@@ -344,8 +344,9 @@ class Edge:
             conn.link = f"{self.desk.node}/{secrets.token_hex(6)}"
             conn.subscriptions.append(self.bus.subscribe(party, conn.deliver))
         now = time.time()
-        expert = self.desk.machine.expert(principal.id) if principal.answers_calls else None  # type: ignore[arg-type]
-        kiosk = self.desk.machine.kiosks.get(principal.id) if principal.role == "kiosk" else None  # type: ignore[call-overload]
+        expert = self.desk.expert_state(principal.id) if principal.answers_calls else None
+        status, state = expert or (None, None)
+        kiosk = self.desk.kiosk_info(principal.id) if principal.role == "kiosk" else None
         conn.deliver(
             m.Welcome(
                 id=hello.id,
@@ -354,11 +355,9 @@ class Edge:
                 name=principal.name,
                 services=self.desk.welcome_services(principal, now),
                 heartbeat_s=self.server.heartbeat_s,
-                kiosk=m.KioskInfo(id=kiosk.id, name=kiosk.name, place=kiosk.place)
-                if kiosk
-                else None,
-                status=expert.status.value if expert else None,
-                state=expert.state.value if expert else None,
+                kiosk=kiosk,
+                status=status,
+                state=state,
             )
         )
         if principal.role == "kiosk":

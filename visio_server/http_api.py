@@ -98,7 +98,7 @@ async def admin_nodes(request: web.Request) -> web.Response:
         )
     desk = request.app[DESK]
     held: dict[str, dict[str, list[str]]] = {}
-    for party, link in sorted(desk.machine.links().items()):
+    for party, link in sorted(desk.links().items()):
         kind, _, identity = party.partition(":")
         node = held.setdefault(link.split("/", 1)[0], {"kiosks": [], "experts": []})
         node["kiosks" if kind == "kiosk" else "experts"].append(identity)

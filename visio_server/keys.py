@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .auth import Authenticator
+from .calls import Desk
 from .config import Config
-from .desk import Desk
 from .edge import Edge
 from .metrics import Metrics
 
