@@ -29,7 +29,7 @@ from aiohttp import web
 
 from visio_server.app import create_app
 from visio_server.config import Config
-from visio_server.sim import percentile
+from visio_sim import percentile
 
 __all__ = [
     "SECRET",

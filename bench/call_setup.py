@@ -1,6 +1,6 @@
 """Call set-up time through the server, against the floor of two peers with no server.
 
-Through the server, each call is a fresh kiosk and expert (aiortc, from visio_server.sim)
+Through the server, each call is a fresh kiosk and expert (aiortc, from visio_sim)
 on an in-process server on loopback, so every call meets an idle expert and measures
 queue, offer, accept and SDP relay only.  Measured from call.request:
 
@@ -24,8 +24,9 @@ from typing import Any
 import msgspec
 from _common import bench_parser, in_process_server, ms, percentile, report
 
+from media.peer import PeerSession, loopback_host_candidates
 from visio_server.config import Config, load_config
-from visio_server.sim import PeerSession, SimOptions, loopback_host_candidates, run_sim
+from visio_sim import SimOptions, run_sim
 
 CONNECTED_TARGET_MS = 100.0
 FIRST_FRAME_TARGET_MS = 150.0

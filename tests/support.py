@@ -291,7 +291,7 @@ async def start_sim_process(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "visio_server.sim",
+        "visio_sim",
         *args,
         "--json",
         "--timeout",
@@ -304,7 +304,7 @@ async def start_sim_process(*args: str) -> asyncio.subprocess.Process:
 
 
 async def run_sim_process(*args: str) -> tuple[int, dict[str, Any], str]:
-    """Run ``python -m visio_server.sim ARGS --json``; (exit code, last-line JSON, stderr)."""
+    """Run ``python -m visio_sim ARGS --json``; (exit code, last-line JSON, stderr)."""
     process = await start_sim_process(*args)
     try:
         async with asyncio.timeout(SIM_TIMEOUT_S + 30):

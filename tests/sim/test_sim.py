@@ -22,14 +22,7 @@ from tests.support import (
     run_sim_process,
     start_sim_process,
 )
-from visio_server.sim import (
-    PeerSession,
-    SimOptions,
-    beneficiary_for,
-    loopback_host_candidates,
-    run_sim,
-    websocket_url,
-)
+from visio_sim import SimOptions, beneficiary_for, run_sim
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,22 +94,6 @@ async def test_run_sim_in_process_records_each_call(server: Any) -> None:
         assert 0 < record.connected_ms < record.setup_ms
 
 
-@pytest.mark.media
-async def test_two_peer_sessions_exchange_audio_and_video() -> None:
-    with loopback_host_candidates():
-        offerer, answerer = PeerSession(), PeerSession()
-        try:
-            await offerer.accept_answer(await answerer.answer(await offerer.create_offer()))
-            async with asyncio.timeout(10):
-                await asyncio.gather(
-                    *(e.wait() for p in (offerer, answerer) for e in (p.first_video, p.first_audio))
-                )
-        finally:
-            await asyncio.gather(offerer.close(), answerer.close())
-    for peer in (offerer, answerer):
-        assert peer.video_frames > 0 and peer.audio_frames > 0
-
-
 @pytest.mark.parametrize(
     ("pattern", "hint"),
     [
@@ -142,19 +119,6 @@ def test_beneficiary_without_pattern_is_short_text() -> None:
 def test_beneficiary_pattern_not_understood_is_an_error() -> None:
     with pytest.raises(ValueError, match="not understood"):
         beneficiary_for(_service(r"^(AB|CD)-[0-9]{4}$", ""), random.Random(1))
-
-
-@pytest.mark.parametrize(
-    ("server_url", "expected"),
-    [
-        ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/ws"),
-        ("https://visio.example.org/", "wss://visio.example.org/ws"),
-        ("http://127.0.0.1:8080/ws", "ws://127.0.0.1:8080/ws"),
-        ("ws://10.0.0.1:9000/ws", "ws://10.0.0.1:9000/ws"),
-    ],
-)
-def test_websocket_url(server_url: str, expected: str) -> None:
-    assert websocket_url(server_url) == expected
 
 
 def _service(pattern: str | None, hint: str) -> ServiceInfo:
