@@ -29,6 +29,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from queueing import QueueError
 from signaling import (
+    ChannelTraffic,
     MessageBus,
     NotAuthenticated,
     ProtocolError,
@@ -93,6 +94,8 @@ class _Connection:
     replaced: bool = False
     watching: bool = False
     refused: deque[float] = field(default_factory=deque)
+    channels: ChannelTraffic = field(default_factory=ChannelTraffic)
+    """Rate of each call channel this connection sends on, apart from the others."""
     drop: Callable[[], None] = lambda: None
     """Ends the connection without waiting for its writer (set once the writer runs)."""
 
@@ -312,6 +315,18 @@ class Edge:
                 await desk.wrap_up(principal, message.call, message.reason)
             case m.CallTransfer():
                 await desk.transfer(principal, message.call, message.service)
+            case m.CallInvite():
+                await desk.invite(principal, message.call, message.language)
+            case m.CallJoin():
+                await desk.join(principal, message.call, conn.link)
+            case m.CallData():
+                try:
+                    conn.channels.take(message.channel)
+                except RateLimited:
+                    self.metrics.channel_message(message.channel, "rate_limited", 0)
+                    raise
+                await desk.send_data(principal, message)
+                return m.Ack(id=message.id) if message.id else None
             case m.RtcSdp() | m.RtcIce():
                 await desk.relay(principal, message)
                 return m.Ack(id=message.id) if message.id else None
@@ -334,6 +349,8 @@ class Edge:
             party = address("kiosk", principal.id)
         elif principal.answers_calls:
             party = address("expert", principal.id)
+        elif principal.role == "supervisor":
+            party = address("supervisor", principal.id)
         if party is not None:
             previous = self._live.get(party)
             if previous is not None:
@@ -358,12 +375,17 @@ class Edge:
                 kiosk=kiosk,
                 status=status,
                 state=state,
+                interpreter_languages=self.desk.interpreter_languages()
+                if principal.role in ("kiosk", "expert")
+                else [],
             )
         )
         if principal.role == "kiosk":
             await self.desk.kiosk_connected(principal, conn.link)
         elif principal.answers_calls:
             await self.desk.expert_connected(principal, conn.link)
+        elif principal.role == "supervisor":
+            await self.desk.supervisor_connected(principal)
 
     async def _forget(self, conn: _Connection) -> None:
         for subscription in conn.subscriptions:

@@ -6,6 +6,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from queueing import (
     AcceptOffer,
@@ -27,9 +28,11 @@ from signaling import LocalBus
 from signaling.messages import Message
 from tests.support import write_test_config
 from visio_server.calls.estimates import Estimates
+from visio_server.calls.rooms import Rooms
 from visio_server.calls.router import ROUTES, Router
 from visio_server.calls.views import Views
 from visio_server.config import load_config
+from visio_server.metrics import Metrics
 
 NOW = 1_800_000_000.0
 
@@ -43,9 +46,10 @@ class Node:
             config.service_specs(), config.kiosk_specs(), config.queue_settings()
         )
         bus = LocalBus()
-        self.views = Views(config, lambda: self.machine, bus)
+        self.rooms = rooms = Rooms(config, lambda: self.machine, bus, Metrics(CollectorRegistry()))
+        self.views = Views(config, lambda: self.machine, bus, rooms)
         estimates = Estimates(WaitEstimator(), lambda: self.machine, bus, 2.0)
-        self.router = Router(bus, self.views, estimates)
+        self.router = Router(bus, self.views, estimates, rooms)
         self.heard: dict[str, list[Message]] = {party: [] for party in parties}
         for party, inbox in self.heard.items():
             bus.subscribe(party, inbox.append)
@@ -72,8 +76,21 @@ def test_each_handler_takes_the_event_class_it_is_routed_by() -> None:
         assert typing.get_type_hints(handler)["event"] is cls, handler.__name__
 
 
-def test_the_answer_and_the_error_of_a_request_are_not_routed() -> None:
-    assert CallQueued not in ROUTES and CallRefused not in ROUTES
+async def test_the_answer_and_the_error_of_a_request_are_not_routed(tmp_path: Path) -> None:
+    node = Node(tmp_path, parties=("kiosk:kiosk-1", "kiosk:kiosk-2"))
+    await node.apply(ExpertSignIn(ExpertId("expert-1"), "Camille", "caf", (ServiceId("caf"),)))
+
+    queued = await node.apply(
+        RequestCall(CallId("c1"), KioskId("kiosk-1"), ServiceId("caf"), "1234567")
+    )
+    refused = await node.apply(
+        RequestCall(CallId("c2"), KioskId("kiosk-2"), ServiceId("cpam"), "X")
+    )
+
+    assert any(isinstance(e, CallQueued) for e in queued)
+    assert any(isinstance(e, CallRefused) for e in refused)
+    assert node.types("kiosk:kiosk-1") == [], "the reply tells the kiosk"
+    assert node.types("kiosk:kiosk-2") == [], "the error tells the kiosk"
 
 
 async def test_a_ringing_expert_is_offered_the_call_and_both_parties_are_connected(
@@ -93,14 +110,14 @@ async def test_messages_are_not_built_for_a_party_held_by_another_node(tmp_path:
     node = Node(tmp_path, parties=("kiosk:kiosk-1",))
     call = await ringing(node)
     built: list[str] = []
-    connected = node.views.connected
+    connected = node.rooms.connected
 
     def counting(*args: typing.Any) -> typing.Any:
         messages = connected(*args)
         built.extend(target for target, _ in messages)
         return messages
 
-    node.views.connected = counting  # type: ignore[method-assign]
+    node.rooms.connected = counting  # type: ignore[method-assign]
     await node.apply(AcceptOffer(ExpertId("expert-1"), call), NOW + 5)
     assert built == ["kiosk:kiosk-1"]
 

@@ -26,7 +26,6 @@ from queueing import (
     CallId,
     CallQueued,
     CallRefused,
-    CallState,
     CancelCall,
     Command,
     DeclineOffer,
@@ -37,6 +36,8 @@ from queueing import (
     ExpertStatus,
     FinishWrapUp,
     HangUp,
+    InviteInterpreter,
+    JoinCall,
     KioskBack,
     KioskId,
     KioskLost,
@@ -45,16 +46,17 @@ from queueing import (
     QueueError,
     QueueMachine,
     QueueStore,
+    RecordText,
     ReportMediaFailure,
     RequestCall,
     Restarted,
     ServiceId,
     SetStatus,
+    SupervisorLost,
     TransferCall,
     WaitEstimator,
     event_from_record,
 )
-from queueing.model import PartyRole
 from signaling import MessageBus, address, not_cancelled
 from signaling import messages as m
 
@@ -65,6 +67,7 @@ from .commit import Committer
 from .estimates import Estimates
 from .follower import Follower, Heartbeat, NodeRegistry, PendingPresence
 from .metrics_tap import count
+from .rooms import Rooms, speaks_as
 from .router import Router
 from .views import Views
 
@@ -75,10 +78,6 @@ log = logging.getLogger(__name__)
 _STATUS_THROTTLE_S = 0.5
 _HISTORY_S = 14 * 86400
 """How far back the wait estimate learns from the event log on start."""
-
-
-def _party_role(party: Principal) -> PartyRole:
-    return "kiosk" if party.role == "kiosk" else "expert"
 
 
 class Desk:
@@ -104,11 +103,12 @@ class Desk:
         self.estimator = WaitEstimator()
         self.ready = False
         self._status_changed = asyncio.Event()
-        self._views = Views(config, self._machine, bus)
+        self._rooms = Rooms(config, self._machine, bus, metrics)
+        self._views = Views(config, self._machine, bus, self._rooms)
         self._estimates = Estimates(
             self.estimator, self._machine, bus, config.queue.estimate_refresh_s
         )
-        self._router = Router(bus, self._views, self._estimates)
+        self._router = Router(bus, self._views, self._estimates, self._rooms)
         self._committer = Committer(self.ledger, clock, self._published, self._heard)
         self._follower = Follower(self._committer, store, node)
         self._presence = PendingPresence(self._committer)
@@ -240,8 +240,19 @@ class Desk:
         )
         await self._router.console_back(expert_id, self.clock())
 
+    async def supervisor_connected(self, supervisor: Principal) -> None:
+        """A supervisor's page starts afresh: calls it listened to from an older
+        connection are left, so that it can join them again."""
+        if self.machine.link_of(address("supervisor", supervisor.id)) is not None:
+            await self.execute(SupervisorLost(supervisor.id))
+
     async def party_lost(self, party: Principal, link: str = "") -> None:
-        if party.role == "kiosk":
+        if party.role == "supervisor":
+            held = self.machine.link_of(address("supervisor", party.id))
+            if held is not None and held == link:  # it had joined calls from this connection
+                left: Command = SupervisorLost(party.id, link)
+                await self._presence.record(address("supervisor", party.id), left)
+        elif party.role == "kiosk":
             lost: Command = KioskLost(KioskId(party.id), link)
             await self._presence.record(address("kiosk", party.id), lost)
         elif party.answers_calls:
@@ -281,12 +292,37 @@ class Desk:
         await self.execute(CancelCall(CallId(call), KioskId(kiosk.id)))
 
     async def hang_up(self, party: Principal, call: str) -> None:
-        await self.execute(HangUp(CallId(call), party.id, _party_role(party)))
+        """The kiosk or the answering expert ends the call; a guest leaves it."""
+        await self.execute(HangUp(CallId(call), party.id, speaks_as(party)))
 
     async def media_failed(self, party: Principal, call: str, detail: str) -> None:
+        role = speaks_as(party)
         await self.execute(
-            ReportMediaFailure(CallId(call), party.id, _party_role(party), detail or "media_failed")
+            ReportMediaFailure(CallId(call), party.id, role, detail or "media_failed")
         )
+
+    async def invite(self, party: Principal, call: str, language: str) -> None:
+        """Ask for an interpreter: how it goes arrives as ``call.interpreter``."""
+        role = speaks_as(party)
+        await self.execute(InviteInterpreter(CallId(call), party.id, role, language))
+
+    async def join(self, supervisor: Principal, call: str, link: str = "") -> None:
+        """A supervisor listens in; ``call.connected`` follows."""
+        await self.execute(
+            JoinCall(CallId(call), supervisor.id, supervisor.name, supervisor.partner, link)
+        )
+
+    async def send_data(self, sender: Principal, message: m.CallData) -> None:
+        """Relay a channel's message; a finished line of real-time text is kept where
+        the service keeps a transcript."""
+        finished = await self._rooms.data(sender, message)
+        if finished is None:
+            return
+        call = self.machine.call(CallId(message.call))
+        if call is not None and self.machine.services[call.service].rtt_transcript:
+            await self.execute(
+                RecordText(CallId(message.call), sender.id, speaks_as(sender), finished.text)
+            )
 
     async def set_status(self, expert: Principal, status: str) -> None:
         await self.execute(SetStatus(ExpertId(expert.id), ExpertStatus(status)))
@@ -304,30 +340,12 @@ class Desk:
         await self.execute(TransferCall(ExpertId(expert.id), CallId(call), ServiceId(service)))
 
     async def relay(self, sender: Principal, message: m.RtcSdp | m.RtcIce) -> None:
-        """Pass SDP or ICE to the other party of the sender's connected call, and nobody else."""
-        # Relayed messages usually carry no id: the call id in the details tells the
-        # client which of its messages was refused.
-        call = self.machine.call(CallId(message.call))
-        if call is None:
-            raise QueueError(
-                "unknown_call", "this call does not exist or has ended", call=message.call
-            )
-        if call.state is not CallState.CONNECTED and sender.id in (call.kiosk, call.expert):
-            raise QueueError("not_in_call", "the call is not connected", call=message.call)
-        if sender.role == "kiosk" and sender.id == call.kiosk:
-            target = address("expert", str(call.expert))
-        elif sender.answers_calls and sender.id == call.expert:
-            target = address("kiosk", call.kiosk)
-        else:
-            raise QueueError("not_your_call", "you are not a party of this call", call=message.call)
-        if isinstance(message, m.RtcSdp):
-            relayed: m.Message = m.RtcSdp(
-                call=message.call, description=message.description, sender=sender.id
-            )
-        else:
-            relayed = m.RtcIce(call=message.call, candidate=message.candidate, sender=sender.id)
-        # Relays are not journaled: one publish reaches the party on whichever node.
-        await self.bus.publish(target, relayed)
+        """Pass SDP or ICE to one participant of the sender's call, and nobody else.
+
+        Relayed messages usually carry no id: the call id in an error's details tells
+        the client which of its messages was refused. Relays are not journaled: one
+        publish reaches the participant on whichever node holds it."""
+        await self._rooms.relay(sender, message)
 
     # ------------------------------------------------------------------ questions
 
@@ -336,6 +354,10 @@ class Desk:
 
     def queue_status(self, principal: Principal | None, now: float) -> m.QueueStatus:
         return self._views.queue_status(principal, now)
+
+    def interpreter_languages(self) -> list[str]:
+        """Languages an interpreter can be asked for, from the interpreting services."""
+        return self.machine.interpreter_languages()
 
     def kiosk_info(self, kiosk_id: str) -> m.KioskInfo | None:
         """The configured kiosk by this id (name and place), None for an unknown id."""

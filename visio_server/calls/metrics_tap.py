@@ -18,6 +18,8 @@ from queueing import (
     Event,
     OfferEnded,
     Outcome,
+    ParticipantJoined,
+    ParticipantLeft,
 )
 
 from ..metrics import Metrics
@@ -39,3 +41,7 @@ def count(metrics: Metrics, event: Event) -> None:
             metrics.call_left(event.from_service, Outcome.TRANSFERRED.value, None, None)
         case OfferEnded():
             metrics.offer_ended(event.service, event.result)
+        case ParticipantJoined():
+            metrics.participant_joined(event.service, event.role)
+        case ParticipantLeft():
+            metrics.participant_left(event.service, event.role, event.stayed_s)

@@ -6,9 +6,13 @@ Rules this module keeps:
    connections: messages go out with ``publish_here``, and a message that costs
    something to build is not built for a party held elsewhere.
 2. Messages leave in the order the events happened, one event at a time.
-3. An event class missing from ``ROUTES`` tells nobody: ``CallQueued`` is answered by
-   the request's reply, ``CallRefused`` by its error, ``WrapUpFinished`` by the
-   expert's state.
+3. An event class missing from ``ROUTES`` tells nobody: ``WrapUpFinished`` is told by
+   the expert's state, ``TextSaid`` was relayed live. ``CallQueued`` and
+   ``CallRefused`` of a kiosk's call are answered by its request's reply or error;
+   those of a request for an interpreter (``joins``) are told to the call it is for.
+5. Events of a call carry who is in it (``members``, ``notify``): handlers tell those
+   participants without reading the machine back; only ``call.connected``, which
+   needs the whole room and fresh TURN credentials, is built from the machine.
 4. What a kiosk was last told of its place is kept with the estimates, so the handlers
    that tell a kiosk its place (or that its call ended) keep that record right.
 """
@@ -21,8 +25,9 @@ from typing import Any, Protocol
 from queueing import (
     CallConnected,
     CallEnded,
-    CallId,
     CallOffered,
+    CallQueued,
+    CallRefused,
     CallRequeued,
     CallResumed,
     CallState,
@@ -32,6 +37,8 @@ from queueing import (
     ExpertId,
     ExpertState,
     OfferEnded,
+    ParticipantJoined,
+    ParticipantLeft,
     PartyBack,
     PartyLost,
     PositionChanged,
@@ -42,6 +49,7 @@ from signaling import MessageBus, address
 from signaling import messages as m
 
 from .estimates import Estimates
+from .rooms import Rooms, bus_address
 from .views import Views
 
 __all__ = ["ROUTES", "Context", "Router"]
@@ -56,6 +64,9 @@ class Context(Protocol):
     @property
     def estimates(self) -> Estimates: ...
 
+    @property
+    def rooms(self) -> Rooms: ...
+
     async def publish(self, target: str, message: m.Message) -> None: ...
 
     def has_subscribers(self, target: str) -> bool: ...
@@ -65,14 +76,46 @@ Handler = Callable[[Any, float, Context], Awaitable[None]]
 """Tells the parties concerned of one event, given the time it was applied at."""
 
 
+async def _tell(ctx: Context, members: tuple[str, ...], message: m.Message, but: str = "") -> None:
+    for key in members:
+        if key != but:
+            await ctx.publish(bus_address(key), message)
+
+
 async def _position_changed(event: PositionChanged, now: float, ctx: Context) -> None:
+    if event.joins is not None:
+        update = m.CallInterpreter(call=event.joins, state="queued", position=event.position)
+        await _tell(ctx, event.notify, update)
+        return
     await ctx.estimates.tell_position(event.call, event.kiosk, event.service, event.position, now)
+
+
+async def _call_queued(event: CallQueued, now: float, ctx: Context) -> None:
+    if event.joins is not None:
+        update = m.CallInterpreter(
+            call=event.joins, state="queued", language=event.language, position=event.position
+        )
+        await _tell(ctx, event.notify, update)
+
+
+async def _call_refused(event: CallRefused, now: float, ctx: Context) -> None:
+    if event.joins is not None:
+        update = m.CallInterpreter(
+            call=event.joins,
+            state="unavailable",
+            reason=event.outcome.value,
+            next_opening=event.next_opening,
+        )
+        await _tell(ctx, event.notify, update)
 
 
 async def _call_offered(event: CallOffered, now: float, ctx: Context) -> None:
     target = address("expert", event.expert)
     if ctx.has_subscribers(target):
         await ctx.publish(target, ctx.views.offer(event, now))
+    if event.joins is not None:
+        update = m.CallInterpreter(call=event.joins, state="offered", language=event.language)
+        await _tell(ctx, event.notify, update)
 
 
 async def _offer_ended(event: OfferEnded, now: float, ctx: Context) -> None:
@@ -83,6 +126,8 @@ async def _offer_ended(event: OfferEnded, now: float, ctx: Context) -> None:
 
 
 async def _call_connected(event: CallConnected, now: float, ctx: Context) -> None:
+    if event.joins is not None:
+        return  # the interpreter joins the call it was asked for: ParticipantJoined
     call = ctx.views.call(event.call)
     if call is not None:
         await announce_connected(ctx, call, now)
@@ -102,13 +147,76 @@ async def _call_resumed(event: CallResumed, now: float, ctx: Context) -> None:
 
 
 async def _party_lost(event: PartyLost, now: float, ctx: Context) -> None:
-    message = m.CallPeerState(call=event.call, state="lost", grace_s=event.until - now)
-    await _to_other_party(ctx, event.call, event.role, message)
+    key = f"{event.role}:{event.party}"
+    message = m.CallPeerState(
+        call=event.call, state="lost", grace_s=max(event.until - now, 0.0), party=key
+    )
+    await _tell(ctx, event.members, message, but=key)
+    if event.role == "interpreter":
+        await _tell(ctx, event.members, m.CallInterpreter(call=event.call, state="lost"), but=key)
 
 
 async def _party_back(event: PartyBack, now: float, ctx: Context) -> None:
-    message = m.CallPeerState(call=event.call, state="back")
-    await _to_other_party(ctx, event.call, event.role, message)
+    key = f"{event.role}:{event.party}"
+    await _tell(ctx, event.members, m.CallPeerState(call=event.call, state="back", party=key), key)
+    if event.role not in ("kiosk", "expert"):
+        # A guest back on a new connection sets its room up again; the kiosk's return
+        # is told to everyone by call.resumed, the expert's by its console catch-up.
+        call = ctx.views.call(event.call)
+        if call is not None:
+            await announce_connected(ctx, call, now, only=key)
+
+
+async def _participant_joined(event: ParticipantJoined, now: float, ctx: Context) -> None:
+    call = ctx.views.call(event.call)
+    if call is None:
+        return
+    key = f"{event.role}:{event.party}"
+    await announce_connected(ctx, call, now, only=key)
+    members = ctx.rooms.members(call)
+    joined = next(p for p in members if p.key == key)
+    for other in members:
+        if other.key == key or not ctx.has_subscribers(bus_address(other.key)):
+            continue
+        await ctx.publish(
+            bus_address(other.key),
+            m.CallParticipants(
+                call=event.call,
+                participants=members,
+                change="joined",
+                party=joined,
+                offer_to=ctx.rooms.offer_to(other.key, members),
+            ),
+        )
+    if event.role == "interpreter":
+        update = m.CallInterpreter(
+            call=event.call, state="joined", language=event.language, interpreter=joined
+        )
+        await _tell(ctx, event.members, update, but=key)
+
+
+async def _participant_left(event: ParticipantLeft, now: float, ctx: Context) -> None:
+    key = f"{event.role}:{event.party}"
+    gone = m.PartyInfo(role=event.role, id=event.party, name="", key=key)  # type: ignore[arg-type]
+    call = ctx.views.call(event.call)
+    members = ctx.rooms.members(call) if call is not None else []
+    for other in event.members:
+        await ctx.publish(
+            bus_address(other),
+            m.CallParticipants(
+                call=event.call,
+                participants=members,
+                change="left",
+                party=gone,
+                reason=event.reason,
+            ),
+        )
+    if event.role == "interpreter" and event.reason not in ("call_ended",):
+        update = m.CallInterpreter(call=event.call, state="left", reason=event.reason)
+        await _tell(ctx, event.members, update)
+    # The guest's own page: its part of the call is over.
+    ended = m.CallEnded(call=event.call, outcome="answered", reason=event.reason)
+    await ctx.publish(bus_address(key), ended)
 
 
 async def _call_requeued(event: CallRequeued, now: float, ctx: Context) -> None:
@@ -124,6 +232,13 @@ async def _call_transferred(event: CallTransferred, now: float, ctx: Context) ->
 
 
 async def _call_ended(event: CallEnded, now: float, ctx: Context) -> None:
+    if event.joins is not None:
+        if event.outcome.value != "answered" and event.reason not in _ROOM_GONE:
+            update = m.CallInterpreter(
+                call=event.joins, state="unavailable", reason=event.outcome.value
+            )
+            await _tell(ctx, event.notify, update)
+        return
     ctx.estimates.ended(event.call)
     ended = m.CallEnded(call=event.call, outcome=event.outcome.value, reason=event.reason)
     await ctx.publish(address("kiosk", event.kiosk), ended)
@@ -142,7 +257,14 @@ async def _expert_changed(event: ExpertChanged, now: float, ctx: Context) -> Non
     await ctx.publish(address("expert", event.expert), message)
 
 
+_ROOM_GONE = ("call_ended", "requeued", "transferred")
+"""Why a request for an interpreter is withdrawn when its call does not go on."""
+
 ROUTES: dict[type[Event], Handler] = {
+    CallQueued: _call_queued,
+    CallRefused: _call_refused,
+    ParticipantJoined: _participant_joined,
+    ParticipantLeft: _participant_left,
     PositionChanged: _position_changed,
     CallOffered: _call_offered,
     OfferEnded: _offer_ended,
@@ -158,22 +280,10 @@ ROUTES: dict[type[Event], Handler] = {
 }
 
 
-async def announce_connected(ctx: Context, call: Call, now: float) -> None:
-    """Tell both parties who the other is; the expert then makes the SDP offer."""
-    for target, message in ctx.views.connected(call, now, ctx.has_subscribers):
+async def announce_connected(ctx: Context, call: Call, now: float, only: str | None = None) -> None:
+    """Tell each participant (or ``only`` one) who is in the call and whom it offers to."""
+    for target, message in ctx.rooms.connected(call, now, ctx.has_subscribers, only):
         await ctx.publish(target, message)
-
-
-async def _to_other_party(
-    ctx: Context, call_id: CallId, lost_role: str, message: m.Message
-) -> None:
-    call = ctx.views.call(call_id)
-    if call is None:
-        return
-    if lost_role == "kiosk" and call.expert is not None:
-        await ctx.publish(address("expert", call.expert), message)
-    elif lost_role == "expert":
-        await ctx.publish(address("kiosk", call.kiosk), message)
 
 
 class Router:
@@ -184,11 +294,13 @@ class Router:
         bus: MessageBus,
         views: Views,
         estimates: Estimates,
+        rooms: Rooms,
         routes: dict[type[Event], Handler] = ROUTES,
     ) -> None:
         self.bus = bus
         self.views = views
         self.estimates = estimates
+        self.rooms = rooms
         self.routes = routes
 
     async def publish(self, target: str, message: m.Message) -> None:
@@ -212,7 +324,10 @@ class Router:
         record = machine.expert(expert_id)
         call = machine.call(record.call) if record and record.call else None
         if call is not None and call.state is CallState.CONNECTED:
-            await self.announce_connected(call, now)
+            # Everyone sets up their connection with the console again (a guest
+            # interpreter is told alone: the others' connections are unchanged).
+            guest = call.guest("interpreter", expert_id)
+            await announce_connected(self, call, now, f"interpreter:{expert_id}" if guest else None)
         if record is not None and record.state is ExpertState.OFFERED and call is not None:
             # Reloaded while ringing: ring again for the time that is left.
             await self.route([_offered_again(call, expert_id, now)], now)

@@ -4,21 +4,19 @@ Rules this module keeps:
 
 1. Views read the machine and never change it; they hold no state of their own.
 2. A supervisor sees only the services of its partner; an admin sees them all.
-3. A connected call's messages are built only for the parties this node holds: each
-   carries TURN credentials made for its recipient, and a party elsewhere is told by
-   its own node.
-4. Only the expert learns the beneficiary number and where the call can be
-   transferred; the expert makes the SDP offer.
+3. What a connected call tells its participants is built by ``rooms``.
+4. Admins see every running call and request for an interpreter; a supervisor those
+   of its partner's services (and the requests made for them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from media import ice_servers
 from queueing import (
     CallId,
     CallOffered,
+    CallState,
     CallTransferred,
     ExpertId,
     KioskId,
@@ -33,18 +31,20 @@ from signaling import messages as m
 
 from ..auth import Principal
 from ..config import Config
+from .rooms import Rooms
 
 __all__ = ["Views"]
 
 
 class Views:
     def __init__(
-        self, config: Config, machine: Callable[[], QueueMachine], bus: MessageBus
+        self, config: Config, machine: Callable[[], QueueMachine], bus: MessageBus, rooms: Rooms
     ) -> None:
         self.config = config
         self.machine = machine
         """The ledger's machine, read anew each time: a rollback replaces it."""
         self.bus = bus
+        self.rooms = rooms
 
     # ------------------------------------------------------------------ lookups
 
@@ -118,7 +118,33 @@ class Views:
                     experts=experts,
                 )
             )
-        return m.QueueStatus(at=now, services=rows)
+        shown = {spec.id for spec in specs}
+        calls = [c for c in machine.calls() if c.service in shown or c.joins is not None]
+        connected = [c for c in calls if c.service in shown and c.joins is None]
+        requests = [
+            m.InterpreterWaiting(
+                request=c.id,
+                for_call=c.joins,
+                service=c.service,
+                language=c.language,
+                waited_s=round(max(now - c.queued_at, 0.0), 1),
+                state=c.state.value,  # type: ignore[arg-type]
+            )
+            for c in calls
+            if c.joins is not None
+            and c.state in (CallState.WAITING, CallState.OFFERED)
+            and (c.service in shown or self._service_of(c.joins) in shown)
+        ]
+        return m.QueueStatus(
+            at=now,
+            services=rows,
+            calls=self.rooms.summaries(connected, now),
+            interpreter_requests=requests,
+        )
+
+    def _service_of(self, call_id: CallId) -> ServiceId | None:
+        call = self.machine().call(call_id)
+        return call.service if call else None
 
     async def publish_status(self, now: float) -> None:
         """Tell the watchers this node holds: everything to admins, its own to a partner."""
@@ -129,9 +155,19 @@ class Views:
         everything = self.queue_status(None, now)
         await self.bus.publish_here("watch:*", everything)
         for partner in watched:
-            mine = [row for row in everything.services if row.partner == partner]
+            mine = {row.service for row in everything.services if row.partner == partner}
             await self.bus.publish_here(
-                address("watch", partner), m.QueueStatus(at=now, services=mine)
+                address("watch", partner),
+                m.QueueStatus(
+                    at=now,
+                    services=[row for row in everything.services if row.service in mine],
+                    calls=[c for c in everything.calls if c.service in mine],
+                    interpreter_requests=[
+                        r
+                        for r in everything.interpreter_requests
+                        if r.service in mine or self._service_of(CallId(r.for_call)) in mine
+                    ],
+                ),
             )
 
     # ------------------------------------------------------------------ call messages
@@ -153,56 +189,13 @@ class Views:
             interpreter=event.interpreter,
             transferred_from=event.transferred_from,
             transferred_from_name=origin.name if origin else None,
+            joins=event.joins,
+            joins_service_name=self._joined_service_name(event.joins),
         )
 
-    def connected(
-        self, call: Call, now: float, here: Callable[[str], bool]
-    ) -> list[tuple[str, m.CallConnected]]:
-        """``call.connected`` for each party ``here`` says this node holds, with the
-        other party's identity and ICE servers with TURN credentials of its own."""
-        assert call.expert is not None
-        machine = self.machine()
-        expert = machine.expert(call.expert)
-        kiosk = machine.kiosks[call.kiosk]
-        media = self.config.media
-        expert_name = expert.name if expert else call.expert
-        targets = [
-            m.ServiceRef(id=spec.id, name=spec.name, open=spec.hours.is_open(now))
-            for spec in (machine.services[s] for s in kiosk.services)
-            if spec.id != call.service
-        ]
-        messages: list[tuple[str, m.CallConnected]] = []
-        for target, peer, initiator, user in (
-            (
-                address("kiosk", call.kiosk),
-                m.PartyInfo(role="expert", id=call.expert, name=expert_name),
-                False,
-                call.kiosk,
-            ),
-            (
-                address("expert", call.expert),
-                m.PartyInfo(role="kiosk", id=kiosk.id, name=kiosk.name, place=kiosk.place),
-                True,
-                call.expert,
-            ),
-        ):
-            if not here(target):
-                continue
-            servers = ice_servers(
-                media.stun_urls, media.turn_urls, media.turn_secret, user, now, media.turn_ttl_s
-            )
-            message = m.CallConnected(
-                call=call.id,
-                service=call.service,
-                peer=peer,
-                ice_servers=[m.IceServer(**s) for s in servers],  # type: ignore[arg-type]
-                media_mode=media.mode,
-                initiator=initiator,
-                beneficiary=call.beneficiary if initiator else "",
-                transfer_targets=targets if initiator else [],
-            )
-            messages.append((target, message))
-        return messages
+    def _joined_service_name(self, call_id: CallId | None) -> str | None:
+        joined = self.machine().call(call_id) if call_id else None
+        return self.machine().services[joined.service].name if joined else None
 
     def transferred(self, event: CallTransferred) -> m.CallTransferred:
         spec = self.machine().services[event.to_service]
