@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.cluster_support import Node, RedisServer, cluster_config
-from tests.support import RunningServer, WsClient, start_server, write_test_config
+from tests.support import JsonClient, RunningServer, start_server, write_test_config
 
 
 @pytest.fixture
@@ -20,14 +20,14 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
 
 
 @pytest.fixture
-async def connect(server: RunningServer) -> AsyncIterator[Callable[..., Awaitable[WsClient]]]:
+async def connect(server: RunningServer) -> AsyncIterator[Callable[..., Awaitable[JsonClient]]]:
     """Open authenticated clients: ``await connect("kiosk", "kiosk-1")``."""
-    clients: list[WsClient] = []
+    clients: list[JsonClient] = []
 
     async def open_client(
         role: str | None = None, sub: str | None = None, **claims: Any
-    ) -> WsClient:
-        client = await WsClient.connect(server.ws_url)
+    ) -> JsonClient:
+        client = await JsonClient.connect(server.ws_url)
         clients.append(client)
         if role is not None and sub is not None:
             welcome = await client.hello(server.token(role, sub, **claims))

@@ -1,23 +1,25 @@
-"""Shared test helpers: an in-process server on a free loopback port and a WebSocket client."""
+"""Shared test helpers: an in-process server on a free loopback port, the protocol client
+seen as JSON objects, and the simulator as a process."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-import aiohttp
+import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from queueing import QueueStore
+from signaling.messages import Message
+from visio_client import Client, ServerError
 from visio_server.app import create_app
 from visio_server.auth import mint_token
 from visio_server.config import Config, load_config
@@ -175,85 +177,83 @@ async def start_server(
     return RunningServer(config, config_path, app, runner, f"http://127.0.0.1:{bound}", registry)
 
 
-@dataclass
-class WsClient:
-    """A protocol client for tests: requests by id, events collected in order."""
+def as_json(message: Message) -> dict[str, Any]:
+    """A typed message as the JSON object it is on the wire (``type`` included)."""
+    return cast(dict[str, Any], msgspec.to_builtins(message))
 
-    ws: aiohttp.ClientWebSocketResponse
-    session: aiohttp.ClientSession
-    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    replies: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    reader: asyncio.Task[None] | None = None
-    close_code: int | None = None
+
+class JsonClient:
+    """A ``visio_client.Client`` seen as JSON objects: requests are plain dicts sent as
+    given (malformed ones too), replies and events come back as dicts, and an ``error``
+    reply is returned, not raised, so a test asserts on exactly what the server said.
+    Every frame is still decoded against the protocol on the way in."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
 
     @classmethod
-    async def connect(cls, ws_url: str, **kwargs: Any) -> WsClient:
-        session = aiohttp.ClientSession()
-        ws = await session.ws_connect(ws_url, **kwargs)
-        client = cls(ws, session)
-        client.reader = asyncio.create_task(client._read())
-        return client
-
-    async def _read(self) -> None:
-        async for frame in self.ws:
-            if frame.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            message = json.loads(frame.data)
-            future = self.replies.pop(str(message.get("id")), None)
-            if future is not None and not future.done():
-                future.set_result(message)
-            else:
-                await self.events.put(message)
-        self.close_code = self.ws.close_code
-
-    async def request(self, message: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
-        request_id = str(next(self.ids))
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.replies[request_id] = future
-        await self.ws.send_str(json.dumps({**message, "id": request_id}))
-        return await asyncio.wait_for(future, timeout)
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send_str(json.dumps(message))
+    async def connect(cls, ws_url: str, *, autoping: bool = True) -> JsonClient:
+        return cls(await Client.connect(ws_url, autoping=autoping))
 
     async def hello(self, token: str) -> dict[str, Any]:
-        return await self.request({"type": "hello", "token": token})
+        try:
+            return as_json(await self.client.hello(token))
+        except ServerError as refused:
+            return as_json(refused.to_message())
+
+    async def request(self, message: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
+        """Send ``message`` with the next ``id``; its reply, ``error`` included."""
+        try:
+            return as_json(await self.client.request_raw(message, timeout_s=timeout))
+        except ServerError as refused:
+            return as_json(refused.to_message())
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.client.send_raw(message)
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.client.send_raw(frame)
 
     async def expect(self, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
         """The next event of type ``kind`` (matching ``match``); skips others."""
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.events.get()
-                if event["type"] == kind and all(event.get(k) == v for k, v in match.items()):
-                    return event
+        return as_json(await self.client.expect(kind, timeout_s=timeout, **match))
+
+    async def next_event(self, timeout: float | None = None) -> dict[str, Any]:
+        return as_json(await self.client.next_event(timeout_s=timeout))
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """The events received and not read yet, without waiting."""
+        return [as_json(event) for event in self.client.take_events()]
+
+    @property
+    def close_code(self) -> int | None:
+        return self.client.close_code
+
+    @property
+    def closed(self) -> bool:
+        return self.client.closed
 
     async def wait_closed(self, timeout: float = 5) -> int | None:
-        assert self.reader is not None
-        await asyncio.wait_for(asyncio.shield(self.reader), timeout)
-        return self.close_code
+        return await self.client.wait_closed(timeout_s=timeout)
 
     async def close(self) -> None:
-        await self.ws.close()
-        await self.session.close()
-        if self.reader is not None:
-            await self.reader
+        await self.client.close()
 
 
 EXPERT_CAF = {"services": ["caf"], "name": "Camille Expert", "partner": "caf"}
 
 
-async def caf_parties(server: RunningServer) -> tuple[WsClient, WsClient]:
+async def caf_parties(server: RunningServer) -> tuple[JsonClient, JsonClient]:
     """kiosk-1 signed in, and expert-1 of CAF signed in and available; the caller closes them."""
-    expert = await WsClient.connect(server.ws_url)
+    expert = await JsonClient.connect(server.ws_url)
     await expert.hello(server.token("expert", "expert-1", **EXPERT_CAF))
     await expert.request({"type": "expert.status", "status": "available"})
-    kiosk = await WsClient.connect(server.ws_url)
+    kiosk = await JsonClient.connect(server.ws_url)
     await kiosk.hello(server.token("kiosk", "kiosk-1"))
     return kiosk, expert
 
 
-async def answered_call(server: RunningServer) -> tuple[WsClient, WsClient, str]:
+async def answered_call(server: RunningServer) -> tuple[JsonClient, JsonClient, str]:
     """A CAF call from kiosk-1 connected to expert-1; the caller closes both clients."""
     kiosk, expert = await caf_parties(server)
     queued = await kiosk.request(

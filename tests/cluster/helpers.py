@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from queueing.stores.redis import RedisQueueStore
 from tests.cluster_support import Node, RedisServer, cluster_config
-from tests.support import WsClient
+from tests.support import JsonClient
 
 StartNodes = Callable[..., Awaitable[list[Node]]]
 Rows = list[dict[str, Any]]
@@ -35,20 +35,20 @@ class Parties:
     """Every client a test opens, so that all of them are closed whatever happens."""
 
     def __init__(self) -> None:
-        self.clients: list[WsClient] = []
+        self.clients: list[JsonClient] = []
 
-    async def open(self, node: Node, role: str, sub: str) -> tuple[WsClient, dict[str, Any]]:
-        client = await WsClient.connect(node.ws_url)
+    async def open(self, node: Node, role: str, sub: str) -> tuple[JsonClient, dict[str, Any]]:
+        client = await JsonClient.connect(node.ws_url)
         self.clients.append(client)
         welcome = await client.hello(node.token(role, sub))
         assert welcome["type"] == "welcome", welcome
         return client, welcome
 
-    async def kiosk(self, node: Node, kiosk: str) -> WsClient:
+    async def kiosk(self, node: Node, kiosk: str) -> JsonClient:
         client, _ = await self.open(node, "kiosk", kiosk)
         return client
 
-    async def expert(self, node: Node, expert: str, *, available: bool) -> WsClient:
+    async def expert(self, node: Node, expert: str, *, available: bool) -> JsonClient:
         client, _ = await self.open(node, "expert", expert)
         await client.expect("expert.state")
         if available:
@@ -57,14 +57,14 @@ class Parties:
 
     async def experts(
         self, nodes: Sequence[Node], count: int, *, available: bool, first: int = 1
-    ) -> list[WsClient]:
+    ) -> list[JsonClient]:
         """Experts ``expert-<first>``... signed in on the nodes in turn."""
         return [
             await self.expert(nodes[i % len(nodes)], expert_id(first + i), available=available)
             for i in range(count)
         ]
 
-    async def resume_kiosk(self, node: Node, kiosk: str) -> tuple[WsClient, dict[str, Any]]:
+    async def resume_kiosk(self, node: Node, kiosk: str) -> tuple[JsonClient, dict[str, Any]]:
         """The kiosk connects again (through ``node``) and finds its call."""
         client = await self.kiosk(node, kiosk)
         resumed = await client.expect("call.resumed", timeout=10)
@@ -78,7 +78,7 @@ class Parties:
 
 
 async def send_ok(
-    client: WsClient,
+    client: JsonClient,
     message: dict[str, Any],
     reply: str = "ack",
     *,
@@ -98,18 +98,18 @@ async def send_ok(
             return got
 
 
-async def set_status(expert: WsClient, status: str) -> None:
+async def set_status(expert: JsonClient, status: str) -> None:
     await send_ok(expert, {"type": "expert.status", "status": status})
     await expert.expect("expert.state", status=status)
 
 
-async def request_call(kiosk: WsClient, *, patient: bool = False) -> dict[str, Any]:
+async def request_call(kiosk: JsonClient, *, patient: bool = False) -> dict[str, Any]:
     message = {"type": "call.request", "service": SERVICE, "beneficiary": "1"}
     return await send_ok(kiosk, message, "call.queued", patient=patient)
 
 
 async def answer(
-    expert: WsClient, call: str, *, patient: bool = False, timeout: float = 10
+    expert: JsonClient, call: str, *, patient: bool = False, timeout: float = 10
 ) -> dict[str, Any]:
     """The next offer at ``expert`` must be ``call``: accept it; the expert's call.connected."""
     offer = await expert.expect("call.offered", timeout=timeout)
@@ -118,7 +118,7 @@ async def answer(
     return await expert.expect("call.connected", timeout=timeout, call=call)
 
 
-async def hang_up_and_wrap_up(expert: WsClient, call: str, *, patient: bool = False) -> None:
+async def hang_up_and_wrap_up(expert: JsonClient, call: str, *, patient: bool = False) -> None:
     await send_ok(expert, {"type": "call.hangup", "call": call}, patient=patient)
     await expert.expect("wrapup.started", call=call)
     done = {"type": "wrapup.done", "call": call, "reason": REASON}

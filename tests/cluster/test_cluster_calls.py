@@ -22,7 +22,7 @@ from tests.cluster.helpers import (
     read_journal,
 )
 from tests.cluster_support import RedisServer
-from tests.support import WsClient, assert_sim_calls_carried_media, run_sim_process
+from tests.support import JsonClient, assert_sim_calls_carried_media, run_sim_process
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ class OfferBook:
             self.settled.set()
 
 
-async def ask(client: WsClient, message: dict[str, Any], book: OfferBook) -> dict[str, Any]:
+async def ask(client: JsonClient, message: dict[str, Any], book: OfferBook) -> dict[str, Any]:
     """Send a request; a service_unavailable refusal changed nothing, so send it again."""
     while True:
         reply = await client.request(message, timeout=30)
@@ -114,12 +114,12 @@ async def ask(client: WsClient, message: dict[str, Any], book: OfferBook) -> dic
         await asyncio.sleep(0.05)
 
 
-async def expert_at_work(name: str, expert: WsClient, book: OfferBook) -> None:
+async def expert_at_work(name: str, expert: JsonClient, book: OfferBook) -> None:
     """Accept each offer, hang up at once, wrap up, take the next; never two at a time."""
     book.offers[name] = []
     holding: str | None = None
     while True:
-        event = await expert.events.get()
+        event = await expert.next_event()
         kind = event["type"]
         if kind == "call.offered":
             call = event["call"]
@@ -150,7 +150,7 @@ async def expert_at_work(name: str, expert: WsClient, book: OfferBook) -> None:
             book.fault(f"{name} got {event}")
 
 
-async def kiosk_calls(kiosk: WsClient, book: OfferBook) -> dict[str, Any]:
+async def kiosk_calls(kiosk: JsonClient, book: OfferBook) -> dict[str, Any]:
     queued = await ask(kiosk, {"type": "call.request", "service": "caf", "beneficiary": "1"}, book)
     assert queued["type"] == "call.queued", queued
     await kiosk.expect("call.connected", timeout=45, call=queued["call"])

@@ -30,7 +30,7 @@ from tests.cluster.helpers import (
     wait_for_journal,
 )
 from tests.cluster_support import Node, RedisServer
-from tests.support import WsClient
+from tests.support import JsonClient
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,8 +68,8 @@ def assert_never_ended_early(rows: Rows, calls: list[str]) -> None:
             assert kinds.index("CallConnected") < kinds.index("CallEnded"), (call, kinds)
 
 
-def is_open(client: WsClient) -> bool:
-    return client.reader is not None and not client.reader.done() and client.close_code is None
+def is_open(client: JsonClient) -> bool:
+    return not client.closed and client.close_code is None
 
 
 # ---------------------------------------------------------------------- a node killed
@@ -82,7 +82,7 @@ async def test_waiting_kiosks_of_a_killed_node_resume_elsewhere_and_keep_their_o
     node_a, node_b, node_c = nodes
     # Signed in, so calls are taken; on break, so that every call waits.
     expert, _ = await parties.experts([node_a], 2, available=False)
-    kiosks: dict[int, WsClient] = {}
+    kiosks: dict[int, JsonClient] = {}
     calls: list[str] = []
     for number in range(1, 10):
         kiosks[number] = await parties.kiosk(nodes[number % 3], kiosk_id(number))
@@ -292,7 +292,7 @@ def ice(call: str) -> dict[str, Any]:
     return {"type": "rtc.ice", "call": call, "candidate": CANDIDATE}
 
 
-async def relay_burst(pairs: list[tuple[WsClient, WsClient, str]], rounds: int) -> list[Any]:
+async def relay_burst(pairs: list[tuple[JsonClient, JsonClient, str]], rounds: int) -> list[Any]:
     """Every party of every call relays ICE at the same time, ``rounds`` times: relays
     are not serialised by the queue, so the node uses many Redis connections at once."""
     replies: list[Any] = []
@@ -312,7 +312,7 @@ async def test_after_redis_is_back_every_request_succeeds(
 ) -> None:
     calls = 8
     (node,) = await start_nodes(1, kiosks=calls, experts=calls)
-    pairs: list[tuple[WsClient, WsClient, str]] = []
+    pairs: list[tuple[JsonClient, JsonClient, str]] = []
     for number in range(1, calls + 1):
         expert = await parties.expert(node, f"expert-{number:02d}", available=True)
         kiosk = await parties.kiosk(node, kiosk_id(number))
@@ -340,7 +340,7 @@ async def test_after_redis_is_back_every_request_succeeds(
 
 async def call_to_an_expert_on_node_b(
     start_nodes: StartNodes, parties: Parties
-) -> tuple[Node, WsClient, WsClient, str]:
+) -> tuple[Node, JsonClient, JsonClient, str]:
     """Two nodes with a cut-off far longer than a test: kiosk-001 on node A in a call
     with expert-01 on node B, and expert-02 on node A, on break. Returns node B, the
     spare expert, the kiosk and the call."""

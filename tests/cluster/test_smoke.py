@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from tests.cluster_support import Node
-from tests.support import WsClient
+from tests.support import JsonClient
 
 StartNodes = Callable[..., Awaitable[list[Node]]]
 
@@ -14,10 +14,10 @@ async def test_kiosk_on_one_node_is_answered_by_an_expert_on_another(
     start_nodes: StartNodes,
 ) -> None:
     node_a, node_b = await start_nodes(2)
-    expert = await WsClient.connect(node_b.ws_url)
+    expert = await JsonClient.connect(node_b.ws_url)
     await expert.hello(node_b.token("expert", "expert-01"))
     await expert.request({"type": "expert.status", "status": "available"})
-    kiosk = await WsClient.connect(node_a.ws_url)
+    kiosk = await JsonClient.connect(node_a.ws_url)
     await kiosk.hello(node_a.token("kiosk", "kiosk-001"))
     queued = await kiosk.request({"type": "call.request", "service": "caf", "beneficiary": "1"})
     assert queued["type"] == "call.queued", queued
@@ -29,7 +29,7 @@ async def test_kiosk_on_one_node_is_answered_by_an_expert_on_another(
         {"type": "rtc.sdp", "call": queued["call"], "description": {"type": "offer", "sdp": "v=0"}}
     )
     relayed = await kiosk.expect("rtc.sdp")
-    assert relayed["sender"] == "expert-01"
+    assert relayed["sender"] == "expert:expert-01"
     # Either node tells an admin which node holds whom: the queue records it.
     admin = {"Authorization": f"Bearer {node_b.token('admin', 'admin-1')}"}
     async with (

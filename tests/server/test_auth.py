@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.support import RunningServer, WsClient, start_server, write_test_config
+from tests.support import JsonClient, RunningServer, start_server, write_test_config
 
 
 def public_jwk(key: Any, kid: str, algorithm: str) -> dict[str, Any]:
@@ -88,7 +88,7 @@ async def test_identity_provider_tokens_are_accepted(
     algorithm: str,
 ) -> None:
     _url, keys = identity_provider
-    client = await WsClient.connect(idp_server.ws_url)
+    client = await JsonClient.connect(idp_server.ws_url)
     try:
         welcome = await client.hello(signed(keys[kid], kid, algorithm))
         assert welcome["type"] == "welcome" and welcome["identity"] == "expert-1"
@@ -129,7 +129,7 @@ async def test_identity_provider_mode_refuses_other_tokens(
     words: str,
 ) -> None:
     _url, keys = identity_provider
-    client = await WsClient.connect(idp_server.ws_url)
+    client = await JsonClient.connect(idp_server.ws_url)
     try:
         reply = await client.hello(token_of(keys))
         assert reply["code"] == "not_authenticated" and words in reply["reason"], reply

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from tests.support import RunningServer, WsClient
+from tests.support import JsonClient, RunningServer
 
-Connect = Callable[..., Awaitable[WsClient]]
+Connect = Callable[..., Awaitable[JsonClient]]
 
 
 async def test_kiosk_is_answered_by_expert_and_expert_wraps_up(
@@ -41,7 +41,7 @@ async def test_kiosk_is_answered_by_expert_and_expert_wraps_up(
     sdp = {"type": "offer", "sdp": "v=0\r\n"}
     await expert.send({"type": "rtc.sdp", "call": call, "description": sdp})
     relayed = await kiosk.expect("rtc.sdp")
-    assert relayed["description"] == sdp and relayed["sender"] == "expert-1"
+    assert relayed["description"] == sdp and relayed["sender"] == "expert:expert-1"
     await kiosk.send(
         {
             "type": "rtc.ice",
@@ -49,7 +49,7 @@ async def test_kiosk_is_answered_by_expert_and_expert_wraps_up(
             "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"},
         }
     )
-    assert (await expert.expect("rtc.ice"))["sender"] == "kiosk-1"
+    assert (await expert.expect("rtc.ice"))["sender"] == "kiosk:kiosk-1"
 
     assert (await kiosk.request({"type": "call.hangup", "call": call}))["type"] == "ack"
     assert (await kiosk.expect("call.ended"))["outcome"] == "answered"

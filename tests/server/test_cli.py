@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 
 from queueing.stores.redis import RedisQueueStore
 from tests.cluster_support import RedisServer
-from tests.support import EXPERT_CAF, RunningServer, WsClient, write_test_config
+from tests.support import EXPERT_CAF, JsonClient, RunningServer, write_test_config
 
-Connect = Callable[..., Awaitable[WsClient]]
+Connect = Callable[..., Awaitable[JsonClient]]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

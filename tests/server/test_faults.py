@@ -9,13 +9,13 @@ from pathlib import Path
 
 from queueing.stores import FileQueueStore
 from tests.server.test_security import connected_call
-from tests.support import EXPERT_CAF, RunningServer, WsClient, start_server, write_test_config
+from tests.support import EXPERT_CAF, JsonClient, RunningServer, start_server, write_test_config
 from visio_server.keys import DESK
 
-Connect = Callable[..., Awaitable[WsClient]]
+Connect = Callable[..., Awaitable[JsonClient]]
 
 
-async def available_expert(connect: Connect, expert_id: str = "expert-1") -> WsClient:
+async def available_expert(connect: Connect, expert_id: str = "expert-1") -> JsonClient:
     expert = await connect("expert", expert_id, **EXPERT_CAF)
     await expert.request({"type": "expert.status", "status": "available"})
     return expert
@@ -100,11 +100,11 @@ async def test_kiosk_in_call_comes_back_to_the_same_expert(connect: Connect) -> 
 
 async def test_kiosk_gone_for_good_is_abandoned_after_grace(tmp_path: Path) -> None:
     running = await start_server(write_test_config(tmp_path, kiosk_grace_s=0.3))
-    clients: list[WsClient] = []
+    clients: list[JsonClient] = []
     try:
-        expert = await WsClient.connect(running.ws_url)
-        admin = await WsClient.connect(running.ws_url)
-        kiosk = await WsClient.connect(running.ws_url)
+        expert = await JsonClient.connect(running.ws_url)
+        admin = await JsonClient.connect(running.ws_url)
+        kiosk = await JsonClient.connect(running.ws_url)
         clients += [expert, admin, kiosk]
         await expert.hello(running.token("expert", "expert-1", **EXPERT_CAF))
         await admin.hello(running.token("admin", "admin-1"))
@@ -137,12 +137,12 @@ async def test_restart_loses_no_accepted_event_and_kiosk_resumes(tmp_path: Path)
     config = write_test_config(tmp_path, backend="file")
     data = tmp_path / "data"
     first = await start_server(config)
-    expert = await WsClient.connect(first.ws_url)
+    expert = await JsonClient.connect(first.ws_url)
     await expert.hello(first.token("expert", "expert-1", **EXPERT_CAF))
     kiosks = []
     calls = []
     for kiosk_id in ("kiosk-1", "kiosk-2", "kiosk-3"):
-        kiosk = await WsClient.connect(first.ws_url)
+        kiosk = await JsonClient.connect(first.ws_url)
         await kiosk.hello(first.token("kiosk", kiosk_id))
         calls.append(
             (
@@ -164,7 +164,7 @@ async def test_restart_loses_no_accepted_event_and_kiosk_resumes(tmp_path: Path)
         assert after[: len(before)] == before, "the event log lost or changed rows"
         kinds = [json.loads(row)["kind"] for row in before]
         assert kinds.count("CallQueued") == 3
-        back = await WsClient.connect(second.ws_url)
+        back = await JsonClient.connect(second.ws_url)
         await back.hello(second.token("kiosk", "kiosk-2"))
         resumed = await back.expect("call.resumed")
         assert resumed["call"] == calls[1] and resumed["position"] == 2
@@ -211,12 +211,12 @@ async def test_console_reloaded_during_wrap_up_gets_the_reasons_again(connect: C
 
 async def test_heartbeat_detects_a_kiosk_that_stopped_answering(tmp_path: Path) -> None:
     running = await start_server(write_test_config(tmp_path, heartbeat_s=0.3))
-    clients: list[WsClient] = []
+    clients: list[JsonClient] = []
     try:
-        expert = await WsClient.connect(running.ws_url)
+        expert = await JsonClient.connect(running.ws_url)
         # autoping off: this client reads frames but never answers the server's pings,
         # as a kiosk whose network vanished without closing its TCP connection.
-        mute = await WsClient.connect(running.ws_url, autoping=False)
+        mute = await JsonClient.connect(running.ws_url, autoping=False)
         clients += [expert, mute]
         await expert.hello(running.token("expert", "expert-1", **EXPERT_CAF))
         await mute.hello(running.token("kiosk", "kiosk-1"))

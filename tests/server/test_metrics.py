@@ -11,9 +11,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server.test_security import connected_call
-from tests.support import EXPERT_CAF, RunningServer, WsClient
+from tests.support import EXPERT_CAF, JsonClient, RunningServer
 
-Connect = Callable[..., Awaitable[WsClient]]
+Connect = Callable[..., Awaitable[JsonClient]]
 
 
 async def scrape(server: RunningServer) -> str:

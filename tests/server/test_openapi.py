@@ -18,7 +18,7 @@ from queueing.machine import ON_BREAK
 from queueing.model import ExpertState
 from signaling import messages as m
 from signaling import protocol_schema
-from tests.support import RunningServer, WsClient, write_test_config
+from tests.support import JsonClient, RunningServer, write_test_config
 from visio_server.app import create_app
 from visio_server.config import load_config
 from visio_server.keys import DESK
@@ -201,8 +201,8 @@ async def test_static_files(server: RunningServer, openapi: OpenAPI, http: Any) 
 
 
 async def test_admin_queues_for_admin(server: RunningServer, openapi: OpenAPI, http: Any) -> None:
-    expert = await WsClient.connect(server.ws_url)
-    kiosk = await WsClient.connect(server.ws_url)
+    expert = await JsonClient.connect(server.ws_url)
+    kiosk = await JsonClient.connect(server.ws_url)
     try:
         assert (await expert.hello(server.token("expert", "expert-1")))["type"] == "welcome"
         assert (await kiosk.hello(server.token("kiosk", "kiosk-1")))["type"] == "welcome"
@@ -228,8 +228,8 @@ async def test_admin_queues_for_admin(server: RunningServer, openapi: OpenAPI, h
 async def test_admin_nodes_lists_who_this_node_holds_to_admins_only(
     server: RunningServer, openapi: OpenAPI, http: Any
 ) -> None:
-    expert = await WsClient.connect(server.ws_url)
-    kiosk = await WsClient.connect(server.ws_url)
+    expert = await JsonClient.connect(server.ws_url)
+    kiosk = await JsonClient.connect(server.ws_url)
     try:
         await expert.hello(server.token("expert", "expert-1"))
         await kiosk.hello(server.token("kiosk", "kiosk-1"))

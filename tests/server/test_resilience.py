@@ -13,7 +13,7 @@ from queueing.stores import MemoryQueueStore
 from tests.server.test_security import connected_call
 from tests.support import (
     EXPERT_CAF,
-    WsClient,
+    JsonClient,
     answered_call,
     caf_parties,
     start_server,
@@ -21,7 +21,7 @@ from tests.support import (
 )
 from visio_server.keys import DESK
 
-Connect = Callable[..., Awaitable[WsClient]]
+Connect = Callable[..., Awaitable[JsonClient]]
 
 
 class FailingStore(MemoryQueueStore):
@@ -113,7 +113,7 @@ async def test_an_expert_named_like_a_kiosk_cannot_end_its_call(connect: Connect
 
 async def test_a_silent_connection_is_closed_when_its_token_expires(tmp_path: Path) -> None:
     running = await start_server(write_test_config(tmp_path))
-    admin = await WsClient.connect(running.ws_url)
+    admin = await JsonClient.connect(running.ws_url)
     try:
         leeway = running.config.auth.leeway_s
         token = running.token("admin", "admin-1", exp=int(time.time() - leeway + 1.5))

@@ -12,13 +12,13 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.support import EXPERT_CAF, RunningServer, WsClient, start_server, write_test_config
+from tests.support import EXPERT_CAF, JsonClient, RunningServer, start_server, write_test_config
 from visio_server.keys import DESK
 
-Connect = Callable[..., Awaitable[WsClient]]
+Connect = Callable[..., Awaitable[JsonClient]]
 
 
-async def connected_call(connect: Connect) -> tuple[WsClient, WsClient, str]:
+async def connected_call(connect: Connect) -> tuple[JsonClient, JsonClient, str]:
     expert = await connect("expert", "expert-1", **EXPERT_CAF)
     await expert.request({"type": "expert.status", "status": "available"})
     kiosk = await connect("kiosk", "kiosk-1")
@@ -33,7 +33,7 @@ async def connected_call(connect: Connect) -> tuple[WsClient, WsClient, str]:
     return kiosk, expert, call
 
 
-async def nothing_of_type(client: WsClient, kind: str, wait_s: float = 0.5) -> bool:
+async def nothing_of_type(client: JsonClient, kind: str, wait_s: float = 0.5) -> bool:
     try:
         await client.expect(kind, timeout=wait_s)
     except TimeoutError:
@@ -113,7 +113,7 @@ def unsigned(**claims: object) -> str:
 async def test_bad_tokens_are_refused_and_the_connection_closed(
     server: RunningServer, token_of: Callable[[RunningServer], str], words: str
 ) -> None:
-    client = await WsClient.connect(server.ws_url)
+    client = await JsonClient.connect(server.ws_url)
     try:
         reply = await client.hello(token_of(server))
         assert reply["type"] == "error" and reply["code"] == "not_authenticated"
@@ -124,7 +124,7 @@ async def test_bad_tokens_are_refused_and_the_connection_closed(
 
 
 async def test_messages_before_hello_are_refused(server: RunningServer) -> None:
-    client = await WsClient.connect(server.ws_url)
+    client = await JsonClient.connect(server.ws_url)
     try:
         reply = await client.request({"type": "call.request", "service": "caf"})
         assert reply["code"] == "not_authenticated"
@@ -135,7 +135,7 @@ async def test_messages_before_hello_are_refused(server: RunningServer) -> None:
 
 async def test_silent_client_is_closed_after_the_hello_timeout(tmp_path: Path) -> None:
     running = await start_server(write_test_config(tmp_path, hello_timeout_s=0.3))
-    client = await WsClient.connect(running.ws_url)
+    client = await JsonClient.connect(running.ws_url)
     try:
         error = await client.expect("error")
         assert error["code"] == "not_authenticated"
@@ -147,7 +147,7 @@ async def test_silent_client_is_closed_after_the_hello_timeout(tmp_path: Path) -
 
 async def test_heartbeats_do_not_extend_the_time_to_say_hello(tmp_path: Path) -> None:
     running = await start_server(write_test_config(tmp_path, hello_timeout_s=1.0, heartbeat_s=0.2))
-    client = await WsClient.connect(running.ws_url)
+    client = await JsonClient.connect(running.ws_url)
     try:
         assert (await client.expect("error", timeout=3))["code"] == "not_authenticated"
         assert await client.wait_closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
@@ -174,13 +174,13 @@ async def test_malformed_and_unknown_messages_get_typed_errors(connect: Connect)
     error = await kiosk.expect("error")
     assert error["code"] == "malformed_message" and error["id"] == "r1"
     assert "colour" in error["reason"]
-    await kiosk.ws.send_str("{not json")
+    await kiosk.send_raw("{not json")
     assert (await kiosk.expect("error"))["code"] == "malformed_message"
-    await kiosk.ws.send_str("[1, 2]")
+    await kiosk.send_raw("[1, 2]")
     assert (await kiosk.expect("error"))["code"] == "malformed_message"
     unknown = await kiosk.request({"type": "teleport", "where": "home"})
     assert unknown["code"] == "unknown_type" and unknown["type"] == "error"
-    await kiosk.ws.send_bytes(b"\x00\x01")
+    await kiosk.send_raw(b"\x00\x01")
     assert (await kiosk.expect("error"))["code"] == "protocol_error"
     assert (await kiosk.request({"type": "ping"}))["type"] == "pong"
 
@@ -189,7 +189,7 @@ async def test_oversized_frame_closes_the_connection(
     connect: Connect, server: RunningServer
 ) -> None:
     kiosk = await connect("kiosk", "kiosk-1")
-    await kiosk.ws.send_str(json.dumps({"type": "ping", "id": "x" * 70_000}))
+    await kiosk.send_raw(json.dumps({"type": "ping", "id": "x" * 70_000}))
     assert await kiosk.wait_closed() == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
     other = await connect("kiosk", "kiosk-2")
     assert (await other.request({"type": "ping"}))["type"] == "pong"
@@ -204,8 +204,7 @@ async def test_flood_is_rate_limited_then_closed_and_server_unharmed(
     code = await flooder.wait_closed(timeout=10)
     assert code == aiohttp.WSCloseCode.POLICY_VIOLATION
     refused = 0
-    while not flooder.events.empty():
-        event = flooder.events.get_nowait()
+    for event in flooder.take_events():
         refused += event.get("code") == "rate_limited"
     assert refused > 0
     healthy = await connect("kiosk", "kiosk-2")
@@ -243,7 +242,7 @@ async def test_a_kiosk_that_stops_reading_is_closed_not_buffered_without_end(
 ) -> None:
     running = await start_server(write_test_config(tmp_path, outbound_queue=8))
     session = aiohttp.ClientSession()
-    expert = await WsClient.connect(running.ws_url)
+    expert = await JsonClient.connect(running.ws_url)
     try:
         await expert.hello(running.token("expert", "expert-1", **EXPERT_CAF))
         await expert.request({"type": "expert.status", "status": "available"})
