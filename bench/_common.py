@@ -1,5 +1,5 @@
 """What every bench shares: the --quick/--json flags, servers in-process or as processes,
-a protocol client, and the report.
+protocol clients (``visio_client``) signed in, and the report.
 
 A bench prints a table for people and, with ``--json``, one JSON object on its last line
 for scripts; ``--quick`` is a smoke run that finishes in under a minute.
@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp
 from aiohttp import web
 
+from visio_client import Client, message_type
 from visio_server.app import create_app
 from visio_server.config import Config
 from visio_sim import percentile
 
 __all__ = [
     "SECRET",
-    "Client",
     "Running",
     "bench_parser",
     "config_head",
@@ -236,65 +236,21 @@ def node_args(
 # ---------------------------------------------------------------------- protocol client
 
 
-class Client:
-    """A minimal protocol client.
-
-    A reply or event someone awaits with ``expect`` goes to that waiter; events of the
-    ``kept`` types are queued otherwise, so a closed-loop client can miss none of them
-    whatever order they arrive in; anything else is dropped."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, kept: Sequence[str] = ()) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.inbox: dict[str, asyncio.Queue[dict[str, Any]]] = {t: asyncio.Queue() for t in kept}
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for frame in self.ws:
-            message = json.loads(frame.data)
-            key = message.get("id") or message["type"]
-            waiter = self.waiters.pop(key, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(message)
-            elif message["type"] in self.inbox:
-                self.inbox[message["type"]].put_nowait(message)
-
-    def expect(self, key: str) -> asyncio.Future[dict[str, Any]]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiters[key] = future
-        return future
-
-    async def next(self, kind: str, call: str | None = None) -> dict[str, Any]:
-        """The oldest kept event of type ``kind`` (of ``call`` if given; older ones of
-        other calls are dropped), waiting for one if need be."""
-        async with asyncio.timeout(30):
-            while True:
-                message = await self.inbox[kind].get()
-                if call is None or message.get("call") == call:
-                    return message
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        key = str(self.next_id)
-        reply = self.expect(key)
-        await self.ws.send_str(json.dumps({**message, "id": key}))
-        # Not wait_for: on 3.11 it swallows a cancellation that meets the reply.
-        async with asyncio.timeout(30):
-            return await reply
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await self.reader
-
-
 async def open_client(
     session: aiohttp.ClientSession, url: str, token: str, kept: Sequence[str] = ()
 ) -> Client:
-    client = Client(await session.ws_connect(url, max_msg_size=0), kept)
-    welcome = await client.request({"type": "hello", "token": token})
-    assert welcome["type"] == "welcome", welcome
-    return client
+    """A client signed in with ``token`` that queues only events of the ``kept`` types:
+    a closed-loop client finds each of those whatever order they arrive in, and the
+    events nobody reads do not pile up over a long run."""
+    wanted = frozenset(kept)
+    return await Client.connect(
+        url,
+        session=session,
+        token=token,
+        keep=lambda message: message_type(message) in wanted,
+        reply_timeout_s=30,
+        max_frame_bytes=0,
+    )
 
 
 # ---------------------------------------------------------------------- report

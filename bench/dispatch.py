@@ -50,6 +50,15 @@ from bench._common import (
     service_section,
     subprocess_server,
 )
+from signaling.messages import (
+    Ack,
+    CallCancel,
+    CallOffered,
+    CallQueued,
+    CallRequest,
+    ExpertStatusSet,
+)
+from visio_client import NEW_ID
 from visio_server.auth import mint_token
 from visio_server.config import load_config
 
@@ -113,16 +122,17 @@ async def measure(
             ) as echo,
         ):
             url, echo_url = server.url("ws", "/ws"), echo.url("ws", "/ws")
+            offered = ("call.offered",)
             loaded_experts, probe_experts = [], []
             per_service = max((experts - 4) // len(LOADED), 1)
             for service in LOADED:
                 for index in range(per_service):
                     token = mint_token(config, "expert", f"{service}-{index}", services=[service])
-                    loaded_experts.append(await open_client(session, url, token))
+                    loaded_experts.append(await open_client(session, url, token, offered))
             for index in range(experts - len(loaded_experts)):
                 token = mint_token(config, "expert", f"probe-{index}", services=[PROBE])
-                expert = await open_client(session, url, token)
-                await expert.request({"type": "expert.status", "status": "available"})
+                expert = await open_client(session, url, token, offered)
+                await expert.request(ExpertStatusSet(id=NEW_ID, status="available"), Ack)
                 probe_experts.append(expert)
 
             kiosks = []
@@ -131,35 +141,31 @@ async def measure(
                     session, url, mint_token(config, "kiosk", f"kiosk-{index}")
                 )
                 service = LOADED[index % len(LOADED)]
-                queued = await kiosk.request(
-                    {"type": "call.request", "service": service, "beneficiary": ""}
-                )
-                assert queued["type"] == "call.queued", queued
+                await kiosk.request(CallRequest(id=NEW_ID, service=service), CallQueued)
                 kiosks.append(kiosk)
 
             probe = await open_client(session, url, mint_token(config, "kiosk", f"kiosk-{waiting}"))
             request_offer = []
             for _ in range(samples):
-                offers = [expert.expect("call.offered") for expert in probe_experts]
+                # Whichever expert the offer goes to, it waits in that client's queue.
+                offers = [asyncio.create_task(e.wait_for(CallOffered)) for e in probe_experts]
                 start = time.perf_counter()
-                queued = await probe.request({"type": "call.request", "service": PROBE})
+                queued = await probe.request(CallRequest(id=NEW_ID, service=PROBE), CallQueued)
                 await asyncio.wait(offers, return_when=asyncio.FIRST_COMPLETED)
                 request_offer.append((time.perf_counter() - start) * 1000)
                 for offer in offers:
                     offer.cancel()
-                await probe.request({"type": "call.cancel", "call": queued["call"]})
+                await probe.request(CallCancel(id=NEW_ID, call=queued.call), Ack)
 
             available_offer = []
             for index in range(samples):
                 expert = loaded_experts[index % len(loaded_experts)]
-                offer = expert.expect("call.offered")
                 start = time.perf_counter()
-                await expert.ws.send_str(
-                    json.dumps({"type": "expert.status", "status": "available", "id": "go"})
-                )
-                await asyncio.wait_for(offer, 30)
+                # Not a request: the clock stops at the offer, whether or not the ack came.
+                await expert.send(ExpertStatusSet(id=NEW_ID, status="available"))
+                await expert.wait_for(CallOffered, timeout_s=30)
                 available_offer.append((time.perf_counter() - start) * 1000)
-                await expert.request({"type": "expert.status", "status": "break"})
+                await expert.request(ExpertStatusSet(id=NEW_ID, status="break"), Ack)
 
             bare = await bare_roundtrips(session, echo_url, samples * 2)
             for client in (*kiosks, probe, *loaded_experts, *probe_experts):

@@ -39,6 +39,21 @@ import aiohttp
 from redis.asyncio import Redis
 
 import bench._common as common
+from signaling.messages import (
+    Ack,
+    CallConnected,
+    CallEnded,
+    CallHangup,
+    CallOffered,
+    CallQueued,
+    CallRequest,
+    ExpertStatusSet,
+    Message,
+    OfferAccept,
+    WrapUpDone,
+    WrapUpStarted,
+)
+from visio_client import NEW_ID, Client, ServerError
 from visio_server.auth import mint_token
 from visio_server.config import load_config
 
@@ -101,37 +116,39 @@ class Tally:
     """Cleared at the end: a loop stops at its next step even if its cancellation is lost."""
 
 
-async def kiosk_loop(kiosk: common.Client, service: str, tally: Tally) -> None:
+async def kiosk_loop(kiosk: Client, service: str, tally: Tally) -> None:
     while tally.running:
         started = time.perf_counter()
         measured = tally.measuring
-        queued = await kiosk.request({"type": "call.request", "service": service})
-        if queued["type"] != "call.queued":
-            tally.errors.append(queued.get("code", queued["type"]))
+        try:
+            queued = await kiosk.request(CallRequest(id=NEW_ID, service=service), CallQueued)
+        except ServerError as refused:
+            tally.errors.append(refused.code)
             await asyncio.sleep(0.01)
             continue
-        await kiosk.next("call.connected", queued["call"])
+        await kiosk.wait_for(CallConnected, timeout_s=30, call=queued.call)
         if measured and tally.measuring:
             tally.setup_ms.append((time.perf_counter() - started) * 1000)
-        await kiosk.next("call.ended", queued["call"])
+        await kiosk.wait_for(CallEnded, timeout_s=30, call=queued.call)
 
 
-async def expert_loop(expert: common.Client, tally: Tally) -> None:
-    await expert.request({"type": "expert.status", "status": "available"})
+async def expert_loop(expert: Client, tally: Tally) -> None:
+    await expert.request(ExpertStatusSet(id=NEW_ID, status="available"))
     while tally.running:
-        call = (await expert.next("call.offered"))["call"]
-        steps = [
-            ({"type": "offer.accept", "call": call}, "call.connected"),
-            ({"type": "call.hangup", "call": call}, "wrapup.started"),
-            ({"type": "wrapup.done", "call": call, "reason": REASON}, None),
+        call = (await expert.wait_for(CallOffered, timeout_s=30)).call
+        steps: list[tuple[Message, type[Message] | None]] = [
+            (OfferAccept(id=NEW_ID, call=call), CallConnected),
+            (CallHangup(id=NEW_ID, call=call), WrapUpStarted),
+            (WrapUpDone(id=NEW_ID, call=call, reason=REASON), None),
         ]
         for message, then in steps:
-            reply = await expert.request(message)
-            if reply["type"] != "ack":
-                tally.errors.append(reply.get("code", reply["type"]))
+            try:
+                await expert.request(message, Ack)
+            except ServerError as refused:
+                tally.errors.append(refused.code)
                 break
             if then is not None:
-                await expert.next(then, call)
+                await expert.wait_for(then, timeout_s=30, call=call)
         else:
             tally.calls += 1
 
@@ -160,7 +177,7 @@ async def generate(plan: dict[str, Any]) -> dict[str, Any]:
     tally = Tally()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        clients: list[common.Client] = []
+        clients: list[Client] = []
         loops = []
         for index in range(plan["experts"]):
             service = SERVICES[index % 2]
