@@ -1,4 +1,4 @@
-"""HTTP routes: health, readiness, metrics, the three pages, and the admin JSON API.
+"""HTTP routes: health, readiness, metrics, the pages, and the admin JSON API.
 
 Errors become JSON ``{"code", "reason"}`` in exactly one place: the middleware here.
 The OpenAPI description of these routes is ``visio_server/openapi.yaml``.
@@ -24,7 +24,12 @@ from .keys import AUTH, DESK, METRICS
 
 __all__ = ["error_middleware", "setup_routes"]
 
-_PAGES = {"/kiosk": "kiosk.html", "/expert": "expert.html", "/admin": "admin.html"}
+_PAGES = {
+    "/kiosk": "kiosk.html",
+    "/expert": "expert.html",
+    "/interpreter": "interpreter.html",
+    "/admin": "admin.html",
+}
 _STATUS_OF_CODE = {"not_authenticated": 401, "forbidden": 403}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
