@@ -89,7 +89,9 @@ def loopback_host_candidates() -> Iterator[None]:
 class PeerSession:
     """One aiortc peer connection: sends a tone and a gradient, counts what it decodes."""
 
-    def __init__(self, *, ice_servers: Sequence[IceServerInit] = (), fps: int = 30) -> None:
+    def __init__(
+        self, *, ice_servers: Sequence[IceServerInit] = (), fps: int = 30, send: bool = True
+    ) -> None:
         self._pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[
@@ -100,9 +102,15 @@ class PeerSession:
                 ]
             )
         )
-        self._outgoing: list[MediaStreamTrack] = [SineAudioTrack(), GradientVideoTrack(fps)]
+        # A receive-only participant (a supervisor) offers to receive and sends nothing.
+        self._outgoing: list[MediaStreamTrack] = (
+            [SineAudioTrack(), GradientVideoTrack(fps)] if send else []
+        )
         for track in self._outgoing:
             self._pc.addTrack(track)
+        if not send:
+            for kind in ("audio", "video"):
+                self._pc.addTransceiver(kind, direction="recvonly")
         self._receivers: list[asyncio.Task[None]] = []
         self.video_frames = 0
         self.audio_frames = 0

@@ -835,9 +835,12 @@ class QueueMachine:
             return call.guest("interpreter", by)
         return None
 
-    def _interpreting_for(self, language: str) -> ServiceSpec | None:
-        """The interpreting service for ``language``: the first open one, else the first."""
+    def _interpreting_for(self, language: str, now: float | None = None) -> ServiceSpec | None:
+        """The interpreting service for ``language``: the first one open at ``now``, else
+        the first configured (whose refusal then says when it opens)."""
         able = [spec for spec in self.interpreting_services() if language in spec.languages]
+        if now is not None:
+            able.sort(key=lambda spec: not spec.hours.is_open(now))
         return able[0] if able else None
 
     def _invite_interpreter(self, cmd: InviteInterpreter, now: float) -> None:
@@ -866,7 +869,7 @@ class QueueMachine:
     ) -> None:
         """A request for an interpreter enters the interpreting service's queue; a
         refusal (closed, full, nobody signed in) is told and the call goes on."""
-        spec = self._interpreting_for(language)
+        spec = self._interpreting_for(language, now)
         assert spec is not None
         call.requests_made += 1
         request_id = CallId(f"{call.id}.i{call.requests_made}")
@@ -1021,8 +1024,11 @@ class QueueMachine:
         if interpreter is None or interpreter.call != call.id:
             return
         if interpreter.state is ExpertState.IN_CALL and interpreter.id in self._online:
-            service = self._interpreting_for(guest.language or "")
-            self._start_wrap_up(interpreter, call, now, service.id if service else None)
+            # Its wrap-up belongs to the interpreting service it answered for.
+            service = next(
+                (s for s in sorted(interpreter.services) if self.services[s].interpreting), None
+            )
+            self._start_wrap_up(interpreter, call, now, service)
         else:
             self._set_state(interpreter, ExpertState.IDLE, None, now, reason=reason)
 
@@ -1396,9 +1402,7 @@ class QueueMachine:
             if raw["service"] not in self.services or raw["kiosk"] not in self.kiosks
         ]
         # A request for an interpreter goes with the call it is for.
-        dropped += [
-            CallId(raw["id"]) for raw in data["calls"] if raw.get("joins") in set(dropped)
-        ]
+        dropped += [CallId(raw["id"]) for raw in data["calls"] if raw.get("joins") in set(dropped)]
         for raw in data["experts"]:
             expert = _expert_from_dict(raw)
             expert.services = frozenset(s for s in expert.services if s in self.services)

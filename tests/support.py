@@ -58,6 +58,8 @@ beneficiary_pattern = "^[0-9]{{7}}$"
 beneficiary_hint = "7 chiffres"
 visit_reasons = ["Prestations", "Logement", "Autre"]
 offer_timeout_s = {offer_timeout_s}
+interpreter = true
+rtt_transcript = true
 
 [[services]]
 id = "cpam"
@@ -72,6 +74,17 @@ name = "France Travail"
 partner = "france-travail"
 always_open = true
 visit_reasons = ["Inscription", "Autre"]
+
+[[services]]
+id = "interpretes"
+name = "Interprètes"
+partner = "interpretes"
+always_open = true
+languages = ["lsf", "ar"]
+interpreting = true
+offer_timeout_s = {offer_timeout_s}
+wrap_up_s = 30
+visit_reasons = ["Interprétation"]
 
 [[services]]
 id = "ferme"
@@ -109,6 +122,20 @@ id = "expert-2"
 name = "Dominique Expert"
 partner = "cpam"
 services = ["cpam"]
+
+[[experts]]
+id = "interp-1"
+name = "Léa Interprète"
+partner = "interpretes"
+services = ["interpretes"]
+languages = ["lsf", "fr"]
+role = "interpreter"
+
+[[admins]]
+id = "super-cpam"
+name = "Superviseur CPAM"
+role = "supervisor"
+partner = "cpam"
 
 [[admins]]
 id = "admin-1"

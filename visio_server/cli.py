@@ -225,7 +225,12 @@ def _token(config: Config, args: argparse.Namespace) -> int:
     claims: dict[str, Any] = {}
     known = config.expert(args.sub)
     if args.role in ("expert", "interpreter") and known is not None:
-        claims.update(name=known.name, partner=known.partner, services=list(known.services))
+        claims.update(
+            name=known.name,
+            partner=known.partner,
+            services=list(known.services),
+            languages=list(known.languages),
+        )
     admin = next((a for a in config.admins if a.id == args.sub), None)
     if args.role in ("admin", "supervisor") and admin is not None:
         claims.update(name=admin.name, partner=admin.partner)

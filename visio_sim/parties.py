@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from media.peer import IceCandidateInit, IceServerInit, PeerSession, SessionDescriptionInit
+from media.peer import PeerSession
 from signaling.messages import (
     CallCancel,
     CallConnected,
@@ -33,15 +33,12 @@ from signaling.messages import (
     ErrorMessage,
     ExpertState,
     ExpertStatusSet,
-    IceCandidate,
-    IceServer,
     OfferAccept,
     OfferWithdrawn,
     RtcIce,
     RtcSdp,
     ServerMessage,
     ServiceInfo,
-    SessionDescription,
     Welcome,
     WrapUpDone,
     WrapUpStarted,
@@ -49,6 +46,7 @@ from signaling.messages import (
 from visio_client import NEW_ID, Client, ClientError, ConnectionLost, ServerError
 
 from .beneficiary import beneficiary_for
+from .mesh import to_candidate, to_ice_servers, to_media, to_wire
 from .record import CallQuota, CallRecord, SimRun
 
 __all__ = ["CLEANUP_TIMEOUT_S", "MEDIA_START_TIMEOUT_S", "SimExpert", "SimKiosk"]
@@ -64,45 +62,22 @@ CLEANUP_TIMEOUT_S = 2.0
 # ---------------------------------------------------------------------------
 
 
-def _to_media(description: SessionDescription) -> SessionDescriptionInit:
-    return {"type": description.type, "sdp": description.sdp}
-
-
-def _to_wire(description: SessionDescriptionInit) -> SessionDescription:
-    return SessionDescription(type=description["type"], sdp=description["sdp"])
-
-
-def _candidate(candidate: IceCandidate | None) -> IceCandidateInit | None:
-    if candidate is None:
-        return None
-    return {
-        "candidate": candidate.candidate,
-        "sdpMid": candidate.sdpMid,
-        "sdpMLineIndex": candidate.sdpMLineIndex,
-        "usernameFragment": candidate.usernameFragment,
-    }
-
-
-def _ice_servers(servers: list[IceServer]) -> list[IceServerInit]:
-    return [{"urls": s.urls, "username": s.username, "credential": s.credential} for s in servers]
-
-
 async def _exchange_sdp(client: Client, peer: PeerSession, event: RtcSdp, run: SimRun) -> None:
     match event.description.type:
         case "offer":
-            answer = await peer.answer(_to_media(event.description))
-            await client.send(RtcSdp(call=event.call, description=_to_wire(answer)))
+            answer = await peer.answer(to_media(event.description))
+            await client.send(RtcSdp(call=event.call, description=to_wire(answer)))
         case "answer":
-            await peer.accept_answer(_to_media(event.description))
+            await peer.accept_answer(to_media(event.description))
         case other:
             run.error(f"{client.label}: call {event.call}: unexpected SDP {other}")
 
 
 async def _start_media(client: Client, connected: CallConnected, fps: int) -> PeerSession:
-    peer = PeerSession(ice_servers=_ice_servers(connected.ice_servers), fps=fps)
+    peer = PeerSession(ice_servers=to_ice_servers(connected.ice_servers), fps=fps)
     if connected.initiator:
         offer = await peer.create_offer()
-        await client.send(RtcSdp(call=connected.call, description=_to_wire(offer)))
+        await client.send(RtcSdp(call=connected.call, description=to_wire(offer)))
     return peer
 
 
@@ -192,7 +167,7 @@ class SimKiosk:
                     case RtcSdp() if peer is not None:
                         await _exchange_sdp(self.client, peer, event, self._run)
                     case RtcIce() if peer is not None:
-                        await peer.add_remote_candidate(_candidate(event.candidate))
+                        await peer.add_remote_candidate(to_candidate(event.candidate))
                     case RtcSdp() | RtcIce():
                         self._run.error(f"{self.client.label}: {event} before call.connected")
                     case CallEnded():
@@ -343,7 +318,7 @@ class SimExpert:
             case RtcSdp() if current and current.peer and event.call == current.call:
                 await _exchange_sdp(self.client, current.peer, event, self._run)
             case RtcIce() if current and current.peer and event.call == current.call:
-                await current.peer.add_remote_candidate(_candidate(event.candidate))
+                await current.peer.add_remote_candidate(to_candidate(event.candidate))
             case CallEnded() if current is not None and event.call == current.call:
                 await self._drop_call()
                 self._current = _ExpertCall(event.call, ended=True)
