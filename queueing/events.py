@@ -225,6 +225,8 @@ class ParticipantLeft(Event):
     """How long it was in the call: interpreter minutes are counted from this."""
     members: tuple[str, ...]
     """Who is left in the call, to be told."""
+    name: str = ""
+    language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1014,6 +1014,8 @@ class QueueMachine:
                 reason,
                 now - guest.joined_at,
                 self._keys_of(call),
+                guest.name,
+                guest.language,
             )
         )
         if guest.role == "supervisor":

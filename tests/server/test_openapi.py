@@ -219,7 +219,7 @@ async def test_admin_queues_for_admin(server: RunningServer, openapi: OpenAPI, h
     data = msgspec.json.decode(body)
     assert data["type"] == "queue.status"
     rows = {row["service"]: row for row in data["services"]}
-    assert set(rows) == {"caf", "cpam", "france-travail", "ferme"}
+    assert set(rows) == {"caf", "cpam", "france-travail", "interpretes", "ferme"}
     assert rows["caf"]["waiting"] == 1 and rows["caf"]["experts"]["break"] == 1
     # What the HTTP route returns is exactly the wire message, decoded by its struct.
     assert msgspec.json.decode(body, type=m.QueueStatus).services[0].service == "caf"

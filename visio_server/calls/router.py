@@ -185,7 +185,6 @@ async def _participant_joined(event: ParticipantJoined, now: float, ctx: Context
                 participants=members,
                 change="joined",
                 party=joined,
-                offer_to=ctx.rooms.offer_to(other.key, members),
             ),
         )
     if event.role == "interpreter":
@@ -197,7 +196,14 @@ async def _participant_joined(event: ParticipantJoined, now: float, ctx: Context
 
 async def _participant_left(event: ParticipantLeft, now: float, ctx: Context) -> None:
     key = f"{event.role}:{event.party}"
-    gone = m.PartyInfo(role=event.role, id=event.party, name="", key=key)  # type: ignore[arg-type]
+    gone = m.PartyInfo(
+        role=event.role,  # type: ignore[arg-type]
+        id=event.party,
+        name=event.name,
+        key=key,
+        language=event.language,
+        sends_media=event.role != "supervisor",
+    )
     call = ctx.views.call(event.call)
     members = ctx.rooms.members(call) if call is not None else []
     for other in event.members:
