@@ -457,46 +457,9 @@ class QueueMachine:
                 f"the number does not have the expected form: {spec.beneficiary_hint}".rstrip(": "),
                 hint=spec.beneficiary_hint,
             )
-        if not spec.hours.is_open(now):
-            opening = spec.hours.next_opening(now)
-            self._emit(
-                CallRefused(
-                    now,
-                    cmd.call,
-                    spec.id,
-                    kiosk.id,
-                    Outcome.CLOSED,
-                    opening,
-                    code="service_closed",
-                    reason="the service is closed now",
-                )
-            )
-            return
-        if len(self._queues[spec.id]) >= spec.max_waiting:
-            self._emit(
-                CallRefused(
-                    now,
-                    cmd.call,
-                    spec.id,
-                    kiosk.id,
-                    Outcome.FULL,
-                    code="queue_full",
-                    reason="too many people are waiting for this service; try again later",
-                )
-            )
-            return
-        if not self._anyone_signed_in(spec.id):
-            self._emit(
-                CallRefused(
-                    now,
-                    cmd.call,
-                    spec.id,
-                    kiosk.id,
-                    Outcome.NO_EXPERT,
-                    code="no_expert",
-                    reason="no expert of this service is signed in now",
-                )
-            )
+        refused = self._refusal(spec, cmd.call, kiosk.id, now)
+        if refused is not None:
+            self._emit(refused)
             return
         self._seq += 1
         call = Call(
@@ -518,6 +481,34 @@ class QueueMachine:
         self._arm(now + spec.max_wait_s, "max_wait", call.id)
         self._emit(
             CallQueued(now, call.id, spec.id, kiosk.id, call.beneficiary, call.priority, position)
+        )
+
+    def _refusal(
+        self,
+        spec: ServiceSpec,
+        call_id: CallId,
+        kiosk: KioskId,
+        now: float,
+        language: str | None = None,
+        joins: CallId | None = None,
+        notify: tuple[str, ...] = (),
+    ) -> CallRefused | None:
+        """Why a call (or a request for an interpreter in ``language``) cannot enter
+        the queue of ``spec`` now, with the wire code the caller is told; None if it can."""
+        if not spec.hours.is_open(now):
+            outcome, opening = Outcome.CLOSED, spec.hours.next_opening(now)
+            code, reason = "service_closed", "the service is closed now"
+        elif len(self._queues[spec.id]) >= spec.max_waiting:
+            outcome, opening = Outcome.FULL, None
+            code = "queue_full"
+            reason = "too many people are waiting for this service; try again later"
+        elif not self._anyone_signed_in(spec.id, language):
+            outcome, opening = Outcome.NO_EXPERT, None
+            code, reason = "no_expert", "no expert of this service is signed in now"
+        else:
+            return None
+        return CallRefused(
+            now, call_id, spec.id, kiosk, outcome, opening, joins, notify, code, reason
         )
 
     def _anyone_signed_in(self, service: ServiceId, language: str | None = None) -> bool:
@@ -874,18 +865,9 @@ class QueueMachine:
         call.requests_made += 1
         request_id = CallId(f"{call.id}.i{call.requests_made}")
         notify = self._keys_of(call)
-        refusal: tuple[Outcome, float | None] | None = None
-        if not spec.hours.is_open(now):
-            refusal = (Outcome.CLOSED, spec.hours.next_opening(now))
-        elif len(self._queues[spec.id]) >= spec.max_waiting:
-            refusal = (Outcome.FULL, None)
-        elif not self._anyone_signed_in(spec.id, language):
-            refusal = (Outcome.NO_EXPERT, None)
-        if refusal is not None:
-            outcome, opening = refusal
-            self._emit(
-                CallRefused(now, request_id, spec.id, call.kiosk, outcome, opening, call.id, notify)
-            )
+        refused = self._refusal(spec, request_id, call.kiosk, now, language, call.id, notify)
+        if refused is not None:
+            self._emit(refused)
             return
         self._seq += 1
         request = Call(

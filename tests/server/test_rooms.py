@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import EXPERT_CAF, JsonClient, RunningServer
+from tests.support import JsonClient, RunningServer, answered_call
 from visio_server.keys import DESK
 
 Connect = Callable[..., Awaitable[JsonClient]]
@@ -26,20 +26,6 @@ KIOSK, EXPERT, LEA, SUPERVISOR = (
 )
 
 
-async def connected_call(connect: Connect) -> tuple[JsonClient, JsonClient, str]:
-    expert = await connect("expert", "expert-1", **EXPERT_CAF)
-    await expert.request({"type": "expert.status", "status": "available"})
-    kiosk = await connect("kiosk", "kiosk-1")
-    queued = await kiosk.request(
-        {"type": "call.request", "service": "caf", "beneficiary": "1234567"}
-    )
-    await expert.expect("call.offered", call=queued["call"])
-    await expert.request({"type": "offer.accept", "call": queued["call"]})
-    await kiosk.expect("call.connected")
-    await expert.expect("call.connected")
-    return kiosk, expert, str(queued["call"])
-
-
 async def interpreter_online(connect: Connect) -> JsonClient:
     interpreter = await connect("interpreter", "interp-1", **INTERPRETER)
     assert (await interpreter.request({"type": "expert.status", "status": "available"}))[
@@ -48,9 +34,11 @@ async def interpreter_online(connect: Connect) -> JsonClient:
     return interpreter
 
 
-async def three_party_call(connect: Connect) -> tuple[JsonClient, JsonClient, JsonClient, str]:
+async def three_party_call(
+    server: RunningServer, connect: Connect
+) -> tuple[JsonClient, JsonClient, JsonClient, str]:
     interpreter = await interpreter_online(connect)
-    kiosk, expert, call = await connected_call(connect)
+    kiosk, expert, call = await answered_call(server)
     invited = await expert.request(
         {"type": "call.invite", "call": call, "role": "interpreter", "language": "lsf"}
     )
@@ -71,10 +59,11 @@ def keys(participants: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_expert_asks_for_an_interpreter_who_joins_and_offers_to_both(
+    server: RunningServer,
     connect: Connect,
 ) -> None:
     interpreter = await interpreter_online(connect)
-    kiosk, expert, call = await connected_call(connect)
+    kiosk, expert, call = await answered_call(server)
 
     await expert.request(
         {"type": "call.invite", "call": call, "role": "interpreter", "language": "lsf"}
@@ -103,8 +92,10 @@ async def test_expert_asks_for_an_interpreter_who_joins_and_offers_to_both(
         assert told["interpreter"]["name"] == "Léa Interprète"
 
 
-async def test_sdp_and_ice_go_to_the_named_participant_only(connect: Connect) -> None:
-    kiosk, expert, interpreter, call = await three_party_call(connect)
+async def test_sdp_and_ice_go_to_the_named_participant_only(
+    server: RunningServer, connect: Connect
+) -> None:
+    kiosk, expert, interpreter, call = await three_party_call(server, connect)
     offer = {"type": "offer", "sdp": "v=0\r\n"}
 
     await interpreter.send({"type": "rtc.sdp", "call": call, "description": offer, "to": KIOSK})
@@ -121,8 +112,10 @@ async def test_sdp_and_ice_go_to_the_named_participant_only(connect: Connect) ->
     assert refused["code"] == "invalid_data"
 
 
-async def test_interpreter_leaving_lets_the_call_go_on(connect: Connect) -> None:
-    kiosk, expert, interpreter, call = await three_party_call(connect)
+async def test_interpreter_leaving_lets_the_call_go_on(
+    server: RunningServer, connect: Connect
+) -> None:
+    kiosk, expert, interpreter, call = await three_party_call(server, connect)
 
     assert (await interpreter.request({"type": "call.hangup", "call": call}))["type"] == "ack"
 
@@ -142,8 +135,10 @@ async def test_interpreter_leaving_lets_the_call_go_on(connect: Connect) -> None
     await expert.expect("call.ended", call=call)
 
 
-async def test_kiosk_hang_up_ends_the_call_for_the_interpreter_too(connect: Connect) -> None:
-    kiosk, expert, interpreter, call = await three_party_call(connect)
+async def test_kiosk_hang_up_ends_the_call_for_the_interpreter_too(
+    server: RunningServer, connect: Connect
+) -> None:
+    kiosk, expert, interpreter, call = await three_party_call(server, connect)
 
     await kiosk.request({"type": "call.hangup", "call": call})
 
@@ -152,8 +147,10 @@ async def test_kiosk_hang_up_ends_the_call_for_the_interpreter_too(connect: Conn
     await interpreter.expect("wrapup.started")
 
 
-async def test_no_interpreter_signed_in_is_told_and_the_call_goes_on(connect: Connect) -> None:
-    kiosk, expert, call = await connected_call(connect)
+async def test_no_interpreter_signed_in_is_told_and_the_call_goes_on(
+    server: RunningServer, connect: Connect
+) -> None:
+    kiosk, expert, call = await answered_call(server)
 
     await expert.request(
         {"type": "call.invite", "call": call, "role": "interpreter", "language": "lsf"}
@@ -166,8 +163,8 @@ async def test_no_interpreter_signed_in_is_told_and_the_call_goes_on(connect: Co
     assert hung_up["type"] == "ack", "the call was still running"
 
 
-async def test_invite_errors_are_typed(connect: Connect) -> None:
-    _kiosk, expert, call = await connected_call(connect)
+async def test_invite_errors_are_typed(server: RunningServer, connect: Connect) -> None:
+    _kiosk, expert, call = await answered_call(server)
 
     unknown = await expert.request(
         {"type": "call.invite", "call": call, "role": "interpreter", "language": "tlh"}
@@ -181,10 +178,11 @@ async def test_invite_errors_are_typed(connect: Connect) -> None:
 
 
 async def test_kiosk_may_ask_for_an_interpreter_where_the_service_allows_it(
+    server: RunningServer,
     connect: Connect,
 ) -> None:
     interpreter = await interpreter_online(connect)
-    kiosk, _, call = await connected_call(connect)
+    kiosk, _, call = await answered_call(server)
 
     asked = await kiosk.request(
         {"type": "call.invite", "call": call, "role": "interpreter", "language": "lsf"}
@@ -194,8 +192,10 @@ async def test_kiosk_may_ask_for_an_interpreter_where_the_service_allows_it(
     assert (await interpreter.expect("call.offered"))["joins"] == call
 
 
-async def test_interpreter_may_not_transfer_nor_invite(connect: Connect) -> None:
-    _, _, interpreter, call = await three_party_call(connect)
+async def test_interpreter_may_not_transfer_nor_invite(
+    server: RunningServer, connect: Connect
+) -> None:
+    _, _, interpreter, call = await three_party_call(server, connect)
 
     transfer = await interpreter.request({"type": "call.transfer", "call": call, "service": "cpam"})
     invite = await interpreter.request(
@@ -209,9 +209,10 @@ async def test_interpreter_may_not_transfer_nor_invite(connect: Connect) -> None
 
 
 async def test_supervisor_of_the_partner_joins_receiving_only_and_the_expert_sees_it(
+    server: RunningServer,
     connect: Connect,
 ) -> None:
-    kiosk, expert, call = await connected_call(connect)
+    kiosk, expert, call = await answered_call(server)
     supervisor = await connect("supervisor", "super-caf", partner="caf", name="Superviseur CAF")
     status = await supervisor.request({"type": "queue.subscribe"})
     assert status["type"] == "ack"
@@ -228,8 +229,10 @@ async def test_supervisor_of_the_partner_joins_receiving_only_and_the_expert_see
     await kiosk.expect("call.participants", change="joined")
 
 
-async def test_supervisor_of_another_partner_cannot_join(connect: Connect) -> None:
-    _, _, call = await connected_call(connect)
+async def test_supervisor_of_another_partner_cannot_join(
+    server: RunningServer, connect: Connect
+) -> None:
+    _, _, call = await answered_call(server)
     other = await connect("supervisor", "super-cpam", partner="cpam", name="Superviseur CPAM")
 
     refused = await other.request({"type": "call.join", "call": call})
@@ -241,9 +244,10 @@ async def test_supervisor_of_another_partner_cannot_join(connect: Connect) -> No
 
 
 async def test_supervisor_whispers_to_the_expert_and_the_kiosk_never_hears_it(
+    server: RunningServer,
     connect: Connect,
 ) -> None:
-    kiosk, expert, call = await connected_call(connect)
+    kiosk, expert, call = await answered_call(server)
     supervisor = await connect("supervisor", "super-caf", partner="caf", name="Superviseur CAF")
     await supervisor.request({"type": "call.join", "call": call})
     await supervisor.expect("call.connected")
@@ -263,8 +267,8 @@ async def test_supervisor_whispers_to_the_expert_and_the_kiosk_never_hears_it(
     assert [e for e in kiosk.take_events() if e["type"] == "call.data"] == []
 
 
-async def test_supervisor_hang_up_only_leaves(connect: Connect) -> None:
-    kiosk, expert, call = await connected_call(connect)
+async def test_supervisor_hang_up_only_leaves(server: RunningServer, connect: Connect) -> None:
+    kiosk, expert, call = await answered_call(server)
     supervisor = await connect("supervisor", "super-caf", partner="caf", name="Superviseur CAF")
     await supervisor.request({"type": "call.join", "call": call})
 
@@ -276,8 +280,10 @@ async def test_supervisor_hang_up_only_leaves(connect: Connect) -> None:
     assert (await kiosk.request({"type": "call.hangup", "call": call}))["type"] == "ack"
 
 
-async def test_supervisor_who_disconnects_leaves_the_call(connect: Connect) -> None:
-    _, expert, call = await connected_call(connect)
+async def test_supervisor_who_disconnects_leaves_the_call(
+    server: RunningServer, connect: Connect
+) -> None:
+    _, expert, call = await answered_call(server)
     supervisor = await connect("supervisor", "super-caf", partner="caf", name="Superviseur CAF")
     await supervisor.request({"type": "call.join", "call": call})
     await expert.expect("call.participants", change="joined")
@@ -291,8 +297,10 @@ async def test_supervisor_who_disconnects_leaves_the_call(connect: Connect) -> N
 # ---------------------------------------------------------------- real-time text
 
 
-async def test_real_time_text_reaches_every_other_participant_as_typed(connect: Connect) -> None:
-    kiosk, expert, interpreter, call = await three_party_call(connect)
+async def test_real_time_text_reaches_every_other_participant_as_typed(
+    server: RunningServer, connect: Connect
+) -> None:
+    kiosk, expert, interpreter, call = await three_party_call(server, connect)
     typed = "Bonjour"
 
     for seq in range(1, len(typed) + 1):
@@ -319,7 +327,7 @@ async def test_real_time_text_reaches_every_other_participant_as_typed(connect: 
 async def test_finished_lines_are_kept_where_the_service_keeps_a_transcript(
     server: RunningServer, connect: Connect
 ) -> None:
-    kiosk, expert, call = await connected_call(connect)
+    kiosk, expert, call = await answered_call(server)
     line = {"seq": 3, "text": "Merci", "final": True, "line": 0}
 
     sent = await kiosk.request({"type": "call.data", "call": call, "channel": "rtt", "data": line})
@@ -331,8 +339,10 @@ async def test_finished_lines_are_kept_where_the_service_keeps_a_transcript(
     assert [(r["party"], r["role"], r["text"]) for r in said] == [("kiosk-1", "kiosk", "Merci")]
 
 
-async def test_channel_data_is_checked_bounded_and_rate_limited(connect: Connect) -> None:
-    kiosk, _expert, call = await connected_call(connect)
+async def test_channel_data_is_checked_bounded_and_rate_limited(
+    server: RunningServer, connect: Connect
+) -> None:
+    kiosk, _expert, call = await answered_call(server)
     rtt = {"type": "call.data", "call": call, "channel": "rtt"}
 
     wrong = await kiosk.request({**rtt, "data": {"seq": 1, "text": 42}})
@@ -352,8 +362,10 @@ async def test_channel_data_is_checked_bounded_and_rate_limited(connect: Connect
 # ---------------------------------------------------------------- non-members
 
 
-async def test_a_non_member_can_send_nothing_into_a_call(connect: Connect) -> None:
-    kiosk, expert, call = await connected_call(connect)
+async def test_a_non_member_can_send_nothing_into_a_call(
+    server: RunningServer, connect: Connect
+) -> None:
+    kiosk, expert, call = await answered_call(server)
     stranger = await connect("kiosk", "kiosk-2")
     other_expert = await connect(
         "expert", "expert-2", services=["cpam"], name="Dominique", partner="cpam"
@@ -388,8 +400,10 @@ async def test_a_non_member_can_send_nothing_into_a_call(connect: Connect) -> No
     assert [e for e in kiosk.take_events() if e["type"] in ("call.data", "rtc.sdp")] == []
 
 
-async def test_admin_sees_participants_and_waiting_interpreter_requests(connect: Connect) -> None:
-    _kiosk, expert, call = await connected_call(connect)
+async def test_admin_sees_participants_and_waiting_interpreter_requests(
+    server: RunningServer, connect: Connect
+) -> None:
+    _kiosk, expert, call = await answered_call(server)
     admin = await connect("admin", "admin-1", name="Admin")
     await admin.request({"type": "queue.subscribe"})
     await admin.expect("queue.status")
@@ -414,8 +428,10 @@ async def test_admin_sees_participants_and_waiting_interpreter_requests(connect:
 
 
 @pytest.mark.parametrize("role", ["kiosk", "expert"])
-async def test_the_anchors_may_not_join_as_supervisors(connect: Connect, role: str) -> None:
-    kiosk, expert, call = await connected_call(connect)
+async def test_the_anchors_may_not_join_as_supervisors(
+    server: RunningServer, connect: Connect, role: str
+) -> None:
+    kiosk, expert, call = await answered_call(server)
     client = kiosk if role == "kiosk" else expert
 
     refused = await client.request({"type": "call.join", "call": call})
