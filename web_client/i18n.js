@@ -1,4 +1,5 @@
-// Interface strings of the kiosk, from /static/i18n/<language>.json.
+// Interface strings of every page, from /static/i18n/<language>.json (one file per
+// language; keys are prefixed by the page or module that uses them).
 //
 // Static text is marked in the HTML with `data-i18n="key"` (text content) or
 // `data-i18n-attr="attribute:key,..."`; dynamic text asks `t()`.
@@ -22,6 +23,10 @@ export class Translator {
     this.apply(document);
   }
 
+  has(key) {
+    return typeof this.strings[key] === "string";
+  }
+
   t(key, params = {}) {
     const template = this.strings[key];
     if (typeof template !== "string") {
@@ -43,6 +48,25 @@ export class Translator {
     const category = new Intl.PluralRules(this.language, { type: "ordinal" }).select(count);
     const chosen = `ordinal.${category}` in this.strings ? `ordinal.${category}` : "ordinal.other";
     return this.t(chosen, { count });
+  }
+
+  // A language named in the page's language: from the strings when they name it
+  // (sign languages, which Intl often does not know), else from Intl.
+  languageName(code) {
+    if (!code) return "";
+    if (this.has(`language_name.${code}`)) return this.t(`language_name.${code}`);
+    try {
+      const name = new Intl.DisplayNames([this.language], { type: "language" }).of(code);
+      return name && name !== code ? name : code;
+    } catch {
+      return code;
+    }
+  }
+
+  // A short name where space is tight (a tile, a chip): "LSF" rather than the
+  // sign language's full name.
+  languageShort(code) {
+    return this.has(`language_short.${code}`) ? this.t(`language_short.${code}`) : this.languageName(code);
   }
 
   apply(root) {

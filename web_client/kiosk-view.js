@@ -17,16 +17,13 @@ export function drawPictograms() {
     "back-picto": PICTOGRAMS.back,
     "cancel-picto": PICTOGRAMS.exit,
     "hangup-picto": PICTOGRAMS.hangup,
+    "rtt-picto": PICTOGRAMS.text,
+    "rtt-send-picto": PICTOGRAMS.send,
+    "interpreter-picto": PICTOGRAMS.interpreter,
     "ended-picto": PICTOGRAMS.check,
     "home-picto": PICTOGRAMS.home,
   };
   for (const [id, picto] of Object.entries(placements)) byId(id).innerHTML = picto;
-}
-
-export function drawLanguageButton(tr) {
-  const button = byId("language-button");
-  byId("language-name").textContent = tr.t("language.other_name");
-  button.lang = tr.t("language.other_code");
 }
 
 // `notice` is a function of the translator so that it follows a language switch.

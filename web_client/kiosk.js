@@ -3,12 +3,11 @@
 // The kiosk is shared by strangers, so it always comes back to the French home
 // screen with nothing of the previous visitor left on it.
 
-import { SignalingClient } from "/static/signaling.js";
-import { MediaSlot } from "/static/rtc.js";
-import { Translator } from "/static/i18n.js";
-import { bindTokenForm, showTokenError, storedToken } from "/static/token.js";
-import { exposePageState } from "/static/page-state.js";
-import { announce, byId, showScreen } from "/static/dom.js";
+import { PageShell } from "/static/shell.js";
+import { MediaSlot, partyKey, roleOfKey } from "/static/call-media.js";
+import { RealTimeText } from "/static/call-text.js";
+import { CallPeople, InterpreterStatus, requestInterpreter } from "/static/call-people.js";
+import { announce, byId, h, showScreen } from "/static/dom.js";
 import { countdown } from "/static/format.js";
 import { nextOpeningText } from "/static/kiosk-wording.js";
 import { isOpenNow, markClosed } from "/static/service-hours.js";
@@ -32,18 +31,61 @@ const REQUEST_ERROR_ALIASES = {
   unknown_service: "service_not_offered",
 };
 
-const tr = new Translator();
-const signaling = new SignalingClient({ getToken: storedToken, getLanguage: () => tr.language });
+const shell = new PageShell({
+  page: "kiosk",
+  roles: ["kiosk"],
+  state: "home",
+  rememberLanguage: false,
+  hooks: {
+    welcome: welcomed,
+    signedOut: () => {
+      clearTimeout(resumeTimer);
+      closeCall();
+      setCall(null);
+    },
+    provisioned: () => go("home"),
+    // The same token opened elsewhere holds the call now: free the camera here.
+    replaced: () => closeCall(),
+    redraw: () => {
+      draw();
+      people.draw();
+      media.redraw();
+      if (text) text.redraw();
+      interpreter.draw();
+    },
+  },
+});
+const { signaling, tr, visio } = shell;
+const people = new CallPeople({
+  list: byId("people"),
+  tr,
+  supervisorNotice: byId("supervisor-notice"),
+  noticeKey: "people.supervisor_listening_kiosk",
+});
+const interpreter = new InterpreterStatus({
+  element: byId("interpreter-status"),
+  tr,
+  onChange: () => drawInterpreterPanel(),
+});
 const media = new MediaSlot({
   signaling,
-  localVideo: byId("local-video"),
-  remoteVideo: byId("remote-video"),
+  role: "kiosk",
+  stage: byId("call-stage"),
+  mainRoles: ["expert", "interpreter"],
+  describe: (party, isSelf) => people.describe(party, isSelf),
   onStatus: (status) => {
     model.callStatus = `call.${status}`;
     if (visio.state === "in_call") view.drawInCall(tr, model);
   },
+  // Only the kiosk's link with its expert decides whether the call can go on; a
+  // failed link with an interpreter or a supervisor shows on its tile.
+  onFailure: (key) => {
+    if (roleOfKey(key) === "expert") reportMediaFailure();
+  },
 });
-const visio = exposePageState({ state: "home", signaling, currentMedia: () => media.media });
+visio.useMedia(() => media.mesh);
+// The real-time text of the current call.
+let text = null;
 
 const model = {
   services: null,
@@ -61,6 +103,9 @@ const model = {
   callStatus: "",
   outcome: "answered",
   secondsLeft: ENDED_SCREEN_S,
+  interpreterLanguages: [],
+  choosingInterpreter: false,
+  mediaFailureReported: false,
 };
 
 let stopEndedCountdown = () => {};
@@ -71,7 +116,6 @@ let idleTimer = null;
 // Screens
 
 function draw() {
-  view.drawLanguageButton(tr);
   switch (visio.state) {
     case "home": view.drawHome(tr, model, pickService); break;
     case "number": view.drawNumber(tr, model); break;
@@ -97,11 +141,12 @@ function setCall(call) {
 
 async function goHome(notice = null) {
   stopEndedCountdown();
-  media.close();
+  closeCall();
   setCall(null);
+  // The switch redraws the screen still shown, which may need its service.
+  await shell.useLanguage(DEFAULT_LANGUAGE);
   model.service = null;
   model.homeNotice = notice;
-  if (tr.language !== DEFAULT_LANGUAGE) await tr.use(DEFAULT_LANGUAGE);
   go("home");
 }
 
@@ -211,7 +256,7 @@ function serviceById(id, fallbackName) {
 }
 
 function enterQueue(message, notice, { offered = false } = {}) {
-  media.close();
+  closeCall();
   setCall(message.call);
   if (message.service) model.service = serviceById(message.service, message.service_name);
   model.position = message.position ?? 0;
@@ -255,17 +300,148 @@ function connected(message) {
   model.service = serviceById(message.service);
   model.peer = message.peer;
   model.callStatus = "call.connecting";
+  model.mediaFailureReported = false;
   if (visio.state === "in_call") view.drawInCall(tr, model);
   else go("in_call", byId("hangup-button"));
   announce(byId("call-peer").textContent);
-  media.start({ call: message.call, iceServers: message.ice_servers, initiator: message.initiator });
+  const mesh = media.start(message);
+  people.update([...mesh.participants.values()], mesh.you);
+  startText(message, mesh.you);
+  drawInterpreterPanel();
+}
+
+function startText(message, you) {
+  byId("rtt-note").hidden = !message.rtt_transcript;
+  if (text && text.call === message.call) {
+    text.setYou(you);
+    return;
+  }
+  if (text) text.close();
+  text = new RealTimeText({
+    signaling,
+    call: message.call,
+    you,
+    log: byId("rtt-log"),
+    live: byId("rtt-live"),
+    form: byId("rtt-form"),
+    tr,
+    nameOf: (key) => people.nameOf(key),
+  });
+}
+
+// Everything of the call leaves the screen: media, text, names.
+function closeCall() {
+  media.close();
+  if (text) text.close();
+  text = null;
+  people.clear();
+  interpreter.reset();
+  model.choosingInterpreter = false;
+}
+
+function participantsChanged(message) {
+  if (message.call !== model.call || visio.state !== "in_call") return;
+  media.participantsChanged(message);
+  const you = media.mesh ? media.mesh.you : null;
+  people.update(message.participants, you);
+  const key = partyKey(message.party);
+  if (message.change === "left" && text) text.participantLeft(key);
+  if (key !== you) {
+    announce(tr.t(`call.${message.change}`, { name: people.describe(message.party).name }));
+  }
+  drawInterpreterPanel();
 }
 
 function peerStateChanged(message) {
   if (message.call !== model.call || visio.state !== "in_call") return;
-  model.callStatus = message.state === "lost" ? "call.peer_lost" : "call.peer_back";
+  const role = message.party ? roleOfKey(message.party) : "expert";
+  if (message.party && media.mesh) media.mesh.presence(message.party, message.state);
+  if (role !== "expert" && role !== "interpreter") return;
+  const prefix = role === "expert" ? "call.peer" : "call.interpreter";
+  model.callStatus = `${prefix}_${message.state === "lost" ? "lost" : "back"}`;
   view.drawInCall(tr, model);
   announce(tr.t(model.callStatus));
+}
+
+function reportMediaFailure() {
+  if (model.mediaFailureReported || !model.call) return;
+  model.mediaFailureReported = true;
+  signaling
+    .request("call.media_failed", { call: model.call, detail: "ICE connection failed" })
+    .catch((error) => console.error("media failure not reported", error));
+}
+
+// ---------------------------------------------------------------------------
+// Interpreter
+
+function interpreterOffered() {
+  return Boolean(model.service && model.service.interpreter && model.interpreterLanguages.length > 0);
+}
+
+function drawInterpreterPanel() {
+  const panel = byId("interpreter-panel");
+  const status = byId("interpreter-status");
+  panel.hidden = !interpreterOffered() && status.hidden;
+  const button = byId("interpreter-button");
+  button.hidden = !interpreterOffered() || interpreter.present || model.choosingInterpreter;
+  button.setAttribute("aria-disabled", String(interpreter.pending));
+  const choices = byId("interpreter-choices");
+  choices.hidden = !model.choosingInterpreter;
+  if (model.choosingInterpreter) {
+    choices.replaceChildren(
+      ...model.interpreterLanguages.map((language) =>
+        h(
+          "button",
+          {
+            type: "button",
+            class: "button button-primary interpreter-choice",
+            "data-testid": `interpreter-language-${language}`,
+            lang: language.split("-")[0],
+            onclick: () => askForInterpreter(language),
+          },
+          tr.languageName(language),
+        ),
+      ),
+      h(
+        "button",
+        { type: "button", class: "button button-secondary interpreter-choice", onclick: () => chooseInterpreter(false) },
+        tr.t("call.interpreter_cancel"),
+      ),
+    );
+  }
+}
+
+function chooseInterpreter(open) {
+  model.choosingInterpreter = open;
+  drawInterpreterPanel();
+  const target = open ? byId("interpreter-choices").querySelector("button") : byId("interpreter-button");
+  if (target && !target.hidden) target.focus();
+}
+
+function interpreterButtonPressed() {
+  if (interpreter.pending || !model.call) return;
+  if (model.interpreterLanguages.length === 1) askForInterpreter(model.interpreterLanguages[0]);
+  else chooseInterpreter(true);
+}
+
+async function askForInterpreter(language) {
+  const call = model.call;
+  model.choosingInterpreter = false;
+  interpreter.requesting(language);
+  announce(byId("interpreter-status").textContent);
+  try {
+    await requestInterpreter(signaling, call, language);
+  } catch (error) {
+    if (model.call !== call) return;
+    interpreter.failed(language, error);
+    announce(byId("interpreter-status").textContent);
+  }
+}
+
+function interpreterChanged(message) {
+  if (message.call !== model.call) return;
+  interpreter.update(message);
+  announce(byId("interpreter-status").textContent);
 }
 
 async function hangUp() {
@@ -288,7 +464,7 @@ function callEnded(message) {
     goHome((t) => t.t("home.left_queue"));
     return;
   }
-  media.close();
+  closeCall();
   setCall(null);
   model.outcome = ENDED_OUTCOMES.has(message.outcome) ? message.outcome : "other";
   model.secondsLeft = ENDED_SCREEN_S;
@@ -305,12 +481,8 @@ function callEnded(message) {
 // ---------------------------------------------------------------------------
 // Connection, reconnection and resumption
 
+// The shell checked the role; a kiosk that reconnects finds out about its call.
 function welcomed(welcome) {
-  if (welcome.role !== "kiosk") {
-    signaling.stop();
-    askForToken((t) => t.t("provisioning.wrong_role"));
-    return;
-  }
   model.services = welcome.services;
   if (model.call) {
     clearTimeout(resumeTimer);
@@ -318,8 +490,10 @@ function welcomed(welcome) {
       if (model.call) callEnded({ call: model.call, outcome: "failed" });
     }, RESUME_WAIT_MS);
   }
+  model.interpreterLanguages = welcome.interpreter_languages || [];
   if (visio.state === "provisioning") go("home");
   else if (visio.state === "home") draw();
+  else if (visio.state === "in_call") drawInterpreterPanel();
 }
 
 // After a reconnection: the server tells which call this kiosk still has, and
@@ -342,29 +516,11 @@ function resumed(message) {
   });
 }
 
-function askForToken(notice) {
-  clearTimeout(resumeTimer);
-  media.close();
-  setCall(null);
-  visio.state = "provisioning";
-  showScreen("provisioning", byId("token-input"));
-  showTokenError(byId("token-form"), notice ? notice(tr) : "");
-}
-
 function wireEvents() {
-  signaling.on("welcome", welcomed);
-  signaling.on("refused", () => askForToken(storedToken() ? (t) => t.t("provisioning.refused") : null));
-  signaling.on("connection", ({ online }) => {
-    byId("connection-banner").hidden = online;
-  });
-  signaling.on("replaced", () => {
-    const banner = byId("connection-banner");
-    banner.dataset.i18n = "connection.replaced";
-    banner.textContent = tr.t("connection.replaced");
-    banner.hidden = false;
-  });
   signaling.on("call.position", positionChanged);
   signaling.on("call.connected", connected);
+  signaling.on("call.participants", participantsChanged);
+  signaling.on("call.interpreter", interpreterChanged);
   signaling.on("call.peer_state", peerStateChanged);
   signaling.on("call.requeued", (message) => {
     if (message.call === model.call) enterQueue(message, (t) => t.t("waiting.requeued"));
@@ -376,35 +532,25 @@ function wireEvents() {
   signaling.on("call.ended", callEnded);
   signaling.on("call.resumed", resumed);
 
-  byId("language-button").addEventListener("click", async () => {
-    await tr.use(tr.language === "fr" ? "en" : "fr");
-    draw();
-  });
   byId("number-form").addEventListener("submit", requestCall);
   byId("beneficiary-input").addEventListener("input", clearNumberError);
   byId("number-back").addEventListener("click", () => goHome());
   byId("cancel-button").addEventListener("click", leaveQueue);
   byId("hangup-button").addEventListener("click", hangUp);
+  byId("interpreter-button").addEventListener("click", interpreterButtonPressed);
   byId("ended-home").addEventListener("click", () => goHome());
   for (const type of ["pointerdown", "keydown"]) {
     document.addEventListener(type, watchIdleNumberScreen, { passive: true });
   }
-  bindTokenForm(byId("token-form"), {
-    emptyMessage: () => tr.t("provisioning.empty"),
-    onSaved: () => {
-      go("home");
-      signaling.start();
-    },
-  });
 }
 
 async function main() {
-  await tr.use(DEFAULT_LANGUAGE);
+  await shell.start();
   view.drawPictograms();
   view.buildKeypad(tr, pressKey);
   wireEvents();
   go("home");
-  signaling.start();
+  shell.connect();
   setInterval(() => {
     if (visio.state === "home") view.drawHome(tr, model, pickService);
   }, HOME_REFRESH_MS);

@@ -20,6 +20,10 @@ export const PICTOGRAMS = {
   language: svg('<circle cx="32" cy="32" r="26"/><path d="M6 32h52M32 6c-10 14-10 38 0 52M32 6c10 14 10 38 0 52"/>'),
   warning: svg('<path d="M32 6l28 50H4z"/><path d="M32 26v14M32 48v1"/>'),
   check: svg('<circle cx="32" cy="32" r="26"/><path d="M20 33l8 8 16-18"/>'),
+  text: svg('<path d="M8 10h48v32H28L16 54V42H8z"/><path d="M18 22h28M18 31h18"/>'),
+  send: svg('<path d="M6 30L58 8 44 56 32 36z"/><path d="M32 36L58 8"/>'),
+  interpreter: svg('<circle cx="20" cy="16" r="8"/><circle cx="46" cy="22" r="6"/><path d="M4 56V44a16 16 0 0 1 32 0v12M34 56V46a12 12 0 0 1 24 0v10"/><path d="M34 6h22v10H44l-5 5v-5h-5z"/>'),
+  listen: svg('<path d="M10 40V32a22 22 0 0 1 44 0v8"/><rect x="6" y="38" width="12" height="18" rx="4"/><rect x="46" y="38" width="12" height="18" rx="4"/>'),
 };
 
 // Which pictogram stands for a service: guessed from its id and partner, with

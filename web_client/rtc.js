@@ -1,12 +1,15 @@
-// The media of one call: camera and microphone, one RTCPeerConnection, and the
-// SDP/ICE exchange relayed by the signalling server.
+// WebRTC without the page: this page's camera and microphone, and one
+// RTCPeerConnection with one other participant of a call.
 //
-// Rules that keep both sides in step:
-// - only the party told `initiator: true` offers;
-// - whoever receives an offer answers it on a fresh RTCPeerConnection. The server
-//   announces call.connected again when a party comes back after losing its
-//   connection (or reloading its page); the initiator then offers anew, and the
-//   other side must not try to renegotiate a session its peer has forgotten.
+// Rules that keep both ends of a pair in step:
+// 1. Only the side told to offer (`offer_to` in call.connected or call.participants)
+//    offers; the other waits for the offer.
+// 2. Whoever receives an offer answers it on a fresh RTCPeerConnection. The server
+//    announces call.connected again when a participant comes back after losing its
+//    connection (or reloading its page); the offering side then offers anew, and the
+//    other must not try to renegotiate a session its peer has forgotten.
+// 3. Everything a pair does (offer, answer, candidates) runs in arrival order, one
+//    step at a time: a candidate never reaches a connection older than its offer.
 
 const MEDIA_CONSTRAINTS = {
   audio: { echoCancellation: true, noiseSuppression: true },
@@ -16,41 +19,142 @@ const MEDIA_CONSTRAINTS = {
   },
 };
 
-export class CallMedia {
-  // `onStatus` receives "connecting" | "connected" | "unstable" | "failed" |
-  // "no_camera" so the page can say it in words.
-  constructor({ signaling, call, localVideo, remoteVideo, onStatus = () => {} }) {
-    this.signaling = signaling;
-    this.call = call;
-    this.iceServers = [];
-    this.localVideo = localVideo;
-    this.remoteVideo = remoteVideo;
+// The camera and microphone, opened once per call and shared by every pair.
+export class LocalMedia {
+  // `onStatus("no_camera")` lets the page say in words that the others see nothing.
+  constructor({ onStatus = () => {} } = {}) {
     this.onStatus = onStatus;
-    this.localStream = null;
-    this.cameraReady = null;
+    this.stream = null;
+    this.ready = null;
+    this.closed = false;
+  }
+
+  open() {
+    if (!this.ready) this.ready = this.acquire();
+    return this.ready;
+  }
+
+  async acquire() {
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia(MEDIA_CONSTRAINTS);
+    } catch (error) {
+      // The call can go on in one direction: the others still see and hear nothing
+      // from us, but we see them, and the page says why.
+      console.error("camera or microphone unavailable", error);
+      this.onStatus("no_camera");
+      stream = new MediaStream();
+    }
+    if (this.closed) {
+      stream.getTracks().forEach((track) => track.stop());
+      return null;
+    }
+    this.stream = stream;
+    return stream;
+  }
+
+  close() {
+    this.closed = true;
+    if (this.stream) this.stream.getTracks().forEach((track) => track.stop());
+    this.stream = null;
+  }
+}
+
+// One peer connection with one participant. `send(type, fields)` sends rtc.sdp or
+// rtc.ice to that participant; `localStream()` resolves to what to send, or to null
+// to receive only (a supervisor).
+export class PeerLink {
+  constructor({ key, iceServers, localStream, send, onTrack, onState, onNegotiated }) {
+    Object.assign(this, { key, iceServers, localStream, send, onTrack, onState, onNegotiated });
     this.pc = null;
     this.pendingCandidates = [];
-    this.failureReported = false;
     this.closed = false;
-    this.unsubscribe = [
-      signaling.on("rtc.sdp", (message) => this.forThisCall(message, () => this.receiveDescription(message.description))),
-      signaling.on("rtc.ice", (message) => this.forThisCall(message, () => this.receiveCandidate(message.candidate))),
-    ];
+    this.steps = Promise.resolve();
   }
 
-  // The answering party only opens its camera here: its connection is built
-  // when the offer arrives. Called again for a call announced again, it keeps
-  // the camera and, for the initiator, offers a new connection (with the fresh
-  // TURN credentials of the new announcement).
-  async start({ initiator, iceServers }) {
-    this.iceServers = iceServers || [];
-    this.onStatus("connecting");
-    await this.openCamera();
-    if (initiator && !this.closed) await this.offer();
+  // Runs `step` after the ones before it (rule 3).
+  enqueue(what, step) {
+    this.steps = this.steps
+      .then(() => (this.closed ? undefined : step()))
+      .catch((error) => console.error(`${what} with ${this.key} failed`, error));
+    return this.steps;
   }
 
-  remoteVideoElement() {
-    return this.remoteVideo;
+  offer() {
+    return this.enqueue("offer", async () => {
+      // Candidates still queued belong to an earlier session of the other side.
+      this.pendingCandidates = [];
+      const stream = await this.localStream();
+      if (this.closed) return;
+      this.closePeerConnection();
+      const pc = this.createPeerConnection(stream);
+      await pc.setLocalDescription(await pc.createOffer());
+      this.sendDescription(pc);
+    });
+  }
+
+  receiveDescription(description) {
+    return this.enqueue(`${description.type}`, async () => {
+      if (description.type === "offer") {
+        const stream = await this.localStream();
+        if (this.closed) return;
+        // A new offer means a new session on the other side: start clean.
+        this.closePeerConnection();
+        const pc = this.createPeerConnection(stream);
+        await pc.setRemoteDescription(description);
+        await this.flushCandidates(pc);
+        await pc.setLocalDescription(await pc.createAnswer());
+        this.sendDescription(pc);
+      } else if (description.type === "answer" && this.pc && this.pc.signalingState === "have-local-offer") {
+        const pc = this.pc;
+        await pc.setRemoteDescription(description);
+        await this.flushCandidates(pc);
+      }
+    });
+  }
+
+  receiveCandidate(candidate) {
+    return this.enqueue("ICE candidate", async () => {
+      if (!this.pc || !this.pc.remoteDescription) {
+        this.pendingCandidates.push(candidate);
+        return;
+      }
+      await this.addCandidate(this.pc, candidate);
+    });
+  }
+
+  createPeerConnection(stream) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.pc = pc;
+    const tracks = stream ? stream.getTracks() : [];
+    for (const track of tracks) pc.addTrack(track, stream);
+    // Without a local track of a kind we still want to receive that kind.
+    for (const kind of ["audio", "video"]) {
+      if (!tracks.some((track) => track.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+    }
+    pc.addEventListener("icecandidate", (event) => {
+      if (pc !== this.pc) return;
+      const candidate = event.candidate && event.candidate.candidate ? event.candidate.toJSON() : null;
+      this.send("rtc.ice", { candidate });
+    });
+    pc.addEventListener("track", (event) => {
+      if (pc !== this.pc) return;
+      this.onTrack(event.streams[0] || new MediaStream([event.track]));
+    });
+    pc.addEventListener("iceconnectionstatechange", () => {
+      if (pc === this.pc) this.iceStateChanged(pc.iceConnectionState);
+    });
+    pc.addEventListener("signalingstatechange", () => {
+      if (pc === this.pc && pc.signalingState === "stable") this.onNegotiated(this);
+    });
+    this.onState("connecting");
+    return pc;
+  }
+
+  iceStateChanged(state) {
+    if (state === "connected" || state === "completed") this.onState("connected");
+    else if (state === "disconnected") this.onState("unstable");
+    else if (state === "failed") this.onState("failed");
   }
 
   // Totals over the inbound RTP streams, which show whether media really flows.
@@ -66,124 +170,14 @@ export class CallMedia {
     return totals;
   }
 
-  close() {
-    this.closed = true;
-    this.unsubscribe.forEach((off) => off());
-    this.closePeerConnection();
-    if (this.localStream) this.localStream.getTracks().forEach((track) => track.stop());
-    this.localStream = null;
-    this.localVideo.srcObject = null;
-    this.remoteVideo.srcObject = null;
-  }
-
-  forThisCall(message, handle) {
-    if (message.call !== this.call || this.closed) return;
-    handle().catch((error) => console.error(`${message.type} for ${this.call} failed`, error));
-  }
-
-  openCamera() {
-    if (!this.cameraReady) this.cameraReady = this.acquireCamera();
-    return this.cameraReady;
-  }
-
-  async acquireCamera() {
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia(MEDIA_CONSTRAINTS);
-    } catch (error) {
-      // The call can go on in one direction: the other party still sees and
-      // hears nothing from us, but we see them, and the page says why.
-      console.error("camera or microphone unavailable", error);
-      this.onStatus("no_camera");
-      stream = new MediaStream();
+  // The senders that carry a track, by kind: what an uplink budget can limit.
+  sendersByKind() {
+    const senders = {};
+    if (!this.pc) return senders;
+    for (const sender of this.pc.getSenders()) {
+      if (sender.track) senders[sender.track.kind] = sender;
     }
-    if (this.closed) {
-      stream.getTracks().forEach((track) => track.stop());
-      return;
-    }
-    this.localStream = stream;
-    this.localVideo.srcObject = stream;
-  }
-
-  createPeerConnection() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    this.pc = pc;
-    this.failureReported = false;
-    const tracks = this.localStream.getTracks();
-    for (const track of tracks) pc.addTrack(track, this.localStream);
-    // Without a local track of a kind we still want to receive that kind.
-    for (const kind of ["audio", "video"]) {
-      if (!tracks.some((track) => track.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
-    }
-    pc.addEventListener("icecandidate", (event) => {
-      if (pc !== this.pc) return;
-      const candidate = event.candidate && event.candidate.candidate ? event.candidate.toJSON() : null;
-      this.signaling.send("rtc.ice", { call: this.call, candidate });
-    });
-    pc.addEventListener("track", (event) => {
-      if (pc !== this.pc) return;
-      const stream = event.streams[0] || new MediaStream([event.track]);
-      if (this.remoteVideo.srcObject !== stream) this.remoteVideo.srcObject = stream;
-    });
-    pc.addEventListener("iceconnectionstatechange", () => {
-      if (pc === this.pc) this.iceStateChanged(pc.iceConnectionState);
-    });
-    return pc;
-  }
-
-  closePeerConnection() {
-    if (this.pc) this.pc.close();
-    this.pc = null;
-  }
-
-  iceStateChanged(state) {
-    if (state === "connected" || state === "completed") this.onStatus("connected");
-    else if (state === "disconnected") this.onStatus("unstable");
-    else if (state === "failed") this.reportFailure();
-  }
-
-  reportFailure() {
-    this.onStatus("failed");
-    if (this.failureReported) return;
-    this.failureReported = true;
-    this.signaling
-      .request("call.media_failed", { call: this.call, detail: "ICE connection failed" })
-      .catch((error) => console.error("media failure not reported", error));
-  }
-
-  async offer() {
-    // Candidates still queued belong to an earlier session of the other party.
-    this.pendingCandidates = [];
-    this.closePeerConnection();
-    const pc = this.createPeerConnection();
-    await pc.setLocalDescription(await pc.createOffer());
-    this.sendDescription(pc);
-  }
-
-  async receiveDescription(description) {
-    if (description.type === "offer") {
-      await this.openCamera();
-      if (this.closed) return;
-      // A new offer means a new session on the other side: start clean.
-      this.closePeerConnection();
-      const pc = this.createPeerConnection();
-      await pc.setRemoteDescription(description);
-      await this.flushCandidates(pc);
-      await pc.setLocalDescription(await pc.createAnswer());
-      this.sendDescription(pc);
-    } else if (description.type === "answer" && this.pc && this.pc.signalingState === "have-local-offer") {
-      const pc = this.pc;
-      await pc.setRemoteDescription(description);
-      await this.flushCandidates(pc);
-    }
-  }
-
-  async receiveCandidate(candidate) {
-    if (!this.pc || !this.pc.remoteDescription) {
-      this.pendingCandidates.push(candidate);
-      return;
-    }
-    await this.addCandidate(this.pc, candidate);
+    return senders;
   }
 
   async flushCandidates(pc) {
@@ -198,36 +192,23 @@ export class CallMedia {
       if (candidate === null) await pc.addIceCandidate();
       else await pc.addIceCandidate(candidate);
     } catch (error) {
-      // A candidate of an older session of the other party: harmless.
+      // A candidate of an older session of the other side: harmless.
       console.warn("ICE candidate ignored", error);
     }
   }
 
   sendDescription(pc) {
     const { type, sdp } = pc.localDescription;
-    this.signaling.send("rtc.sdp", { call: this.call, description: { type, sdp } });
-  }
-}
-
-// The one call's media of a page. A call announced again (after a reconnection)
-// keeps its camera and media object: only the peer connection is rebuilt.
-export class MediaSlot {
-  constructor({ signaling, localVideo, remoteVideo, onStatus }) {
-    Object.assign(this, { signaling, localVideo, remoteVideo, onStatus });
-    this.media = null;
+    this.send("rtc.sdp", { description: { type, sdp } });
   }
 
-  start({ call, iceServers, initiator }) {
-    if (!this.media || this.media.call !== call) {
-      this.close();
-      const { signaling, localVideo, remoteVideo, onStatus } = this;
-      this.media = new CallMedia({ signaling, call, localVideo, remoteVideo, onStatus });
-    }
-    this.media.start({ initiator, iceServers }).catch((error) => console.error("media did not start", error));
+  closePeerConnection() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
   }
 
   close() {
-    if (this.media) this.media.close();
-    this.media = null;
+    this.closed = true;
+    this.closePeerConnection();
   }
 }

@@ -52,8 +52,9 @@ export class SignalingClient {
   }
 
   // Register a handler for a server message type, or for the lifecycle events
-  // "connection" ({online}), "refused" ({code, reason}) and "replaced" (the same
-  // token connected elsewhere; this client stops); "*" sees every message.
+  // "connection" ({online}), "refused" ({code, reason}), "retrying" ({code}: hello
+  // failed for a reason that may pass) and "replaced" (the same token connected
+  // elsewhere; this client stops); "*" sees every message.
   on(type, handler) {
     if (!this.handlers.has(type)) this.handlers.set(type, new Set());
     this.handlers.get(type).add(handler);
@@ -131,6 +132,9 @@ export class SignalingClient {
       if (error.code === "not_authenticated" || error.code === "forbidden") {
         this.refuse(error.code, error.message);
       } else {
+        // service_unavailable (the shared store is down), a timeout...: the page
+        // says so while the backoff tries again.
+        this.emit("retrying", { code: error.code });
         socket.close();
       }
     }

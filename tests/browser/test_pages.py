@@ -90,7 +90,11 @@ class Party:
 async def open_party(browser: Browser, url: str, token: str | None) -> Party:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     if token is not None:
-        await context.add_init_script(f"localStorage.setItem('visio.token', {json.dumps(token)})")
+        # Each page keeps its token under its own key: /kiosk -> visio.token.kiosk.
+        key = f"visio.token.{url.rstrip('/').rsplit('/', 1)[-1]}"
+        await context.add_init_script(
+            f"localStorage.setItem({json.dumps(key)}, {json.dumps(token)})"
+        )
     party = Party(await context.new_page())
     await party.page.goto(url)
     return party
