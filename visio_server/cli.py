@@ -175,6 +175,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         print(f"  shared queue    {_hide_password(config.redis.url)} as node {node_name(config)}")
     print(f"  kiosk page      {base}/kiosk")
     print(f"  expert console  {base}/expert")
+    print(f"  interpreter     {base}/interpreter")
     print(f"  admin page      {base}/admin")
     print(f"  metrics         {base}/metrics")
     if not args.quiet_tokens and config.auth.hs256_secret:
@@ -191,19 +192,24 @@ def _sample_tokens(config: Config) -> list[tuple[str, str]]:
     if config.kiosks:
         kiosk = config.kiosks[0]
         samples.append((f"kiosk {kiosk.id}", mint_token(config, "kiosk", kiosk.id)))
-    if config.experts:
-        expert = config.experts[0]
+    always_open = {s.id for s in config.services if s.always_open}
+    experts = [e for e in config.experts if e.role == "expert"][:1]
+    interpreters = [e for e in config.experts if e.role == "interpreter"]
+    # An interpreter who can be asked for at any hour lets a newcomer try a three-party call.
+    interpreters.sort(key=lambda e: not always_open.intersection(e.services))
+    for expert in experts + interpreters[:1]:
         samples.append(
             (
                 f"{expert.role} {expert.id} ({', '.join(expert.services)})",
                 _expert_token(config, expert.id),
             )
         )
-    if config.admins:
-        admin = config.admins[0]
-        samples.append(
-            (f"{admin.role} {admin.id}", mint_token(config, admin.role, admin.id, name=admin.name))
-        )
+    for role in ("admin", "supervisor"):
+        admin = next((a for a in config.admins if a.role == role), None)
+        if admin is not None:
+            token = mint_token(config, admin.role, admin.id, name=admin.name, partner=admin.partner)
+            label = f"{admin.role} {admin.id}" + (f" ({admin.partner})" if admin.partner else "")
+            samples.append((label, token))
     return samples
 
 
