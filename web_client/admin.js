@@ -15,6 +15,7 @@ import { CallPeople } from "/static/call-people.js";
 import { Whisper } from "/static/call-whisper.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
 import { clock } from "/static/format.js";
+import { PICTOGRAMS } from "/static/pictograms.js";
 
 const EXPERT_STATES = ["idle", "break", "offered", "in_call", "wrap_up", "away"];
 // Past this wait the cell turns red: the caller has waited too long.
@@ -120,7 +121,7 @@ function callRow(call) {
             disabled: listening !== null,
             onclick: () => listen(call),
           },
-          h("span", { "aria-hidden": "true" }, "🎧 "),
+          h("span", { html: PICTOGRAMS.listen }),
           tr.t("admin.calls.listen"),
           h("span", { class: "visually-hidden" }, ` — ${call.kiosk_name}`),
         )
@@ -132,7 +133,7 @@ function callRow(call) {
     h("td", { class: "text" }, call.kiosk_name),
     h("td", { class: "duration" }, clock(since(call.connected_s))),
     h("td", { class: "text participants" }, participantsText(call)),
-    h("td", { class: "text" }, action),
+    role === "supervisor" ? h("td", { class: "text" }, action) : null,
   );
 }
 
@@ -156,6 +157,7 @@ function drawAll() {
   byId("calls-empty").hidden = calls.length > 0;
   byId("requests-empty").hidden = requests.length > 0;
   byId("calls-help").textContent = role === "admin" ? tr.t("admin.calls.admin_help") : "";
+  byId("calls-action").hidden = role !== "supervisor";
   byId("updated").textContent = updatedAt
     ? tr.t("admin.live.updated", { time: updatedAt.toLocaleTimeString(tr.language === "fr" ? "fr-FR" : "en-GB") })
     : tr.t("admin.live.connecting");
@@ -212,8 +214,12 @@ async function listen(call) {
   }
 }
 
+// A supervisor is in the call this announces, even one the page did not ask for
+// (after a reload, the server may announce the call the supervisor was in).
 function connected(message) {
-  if (!listening || message.call !== listening.call) return;
+  if (role !== "supervisor") return;
+  if (!listening) listening = { call: message.call, summary: { call: message.call }, connected: null };
+  if (message.call !== listening.call) return;
   clearTimeout(rejoinTimer);
   listening.connected = message;
   visio.call = message.call;

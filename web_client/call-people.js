@@ -130,7 +130,9 @@ export class InterpreterStatus {
   }
 
   update(message) {
-    this.status = { ...message };
+    // Later messages may leave out the language the request was made in.
+    const language = message.language || (this.status && this.status.language) || null;
+    this.status = { ...message, language };
     this.draw();
   }
 

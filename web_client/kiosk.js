@@ -396,10 +396,10 @@ function drawInterpreterPanel() {
             type: "button",
             class: "button button-primary interpreter-choice",
             "data-testid": `interpreter-language-${language}`,
-            lang: language.split("-")[0],
             onclick: () => askForInterpreter(language),
           },
           tr.languageName(language),
+          endonymOf(language) ? h("span", { class: "endonym", lang: language }, ` · ${endonymOf(language)}`) : null,
         ),
       ),
       h(
@@ -408,6 +408,17 @@ function drawInterpreterPanel() {
         tr.t("call.interpreter_cancel"),
       ),
     );
+  }
+}
+
+// The language named in itself ("العربية"), for a citizen who does not read French;
+// null when the browser does not know it or it reads the same.
+function endonymOf(language) {
+  try {
+    const name = new Intl.DisplayNames([language], { type: "language" }).of(language);
+    return name && name !== language && name !== tr.languageName(language) ? name : null;
+  } catch {
+    return null;
   }
 }
 
