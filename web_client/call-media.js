@@ -343,8 +343,15 @@ export class CallMesh {
     for (const link of this.links.values()) this.limit(link);
   }
 
-  async limit(link) {
-    if (!this.plan || this.closed) return;
+  // One change at a time per connection, always with the latest plan: a second
+  // setParameters while the first is pending would carry a stale transaction.
+  limit(link) {
+    link.limiting = (link.limiting || Promise.resolve()).then(() => this.applyLimits(link));
+    return link.limiting;
+  }
+
+  async applyLimits(link) {
+    if (!this.plan || this.closed || link.closed) return;
     const kbps = { audio: this.plan.audio_kbps, video: this.plan.video_kbps };
     const applied = {};
     for (const [kind, sender] of Object.entries(link.sendersByKind())) {

@@ -88,6 +88,9 @@ export class PageShell {
 
   wire() {
     const signaling = this.signaling;
+    // No form of these pages posts anything: each is handled by its module. One met
+    // between two screens, before its module is wired, must not reload the page.
+    document.addEventListener("submit", (event) => event.preventDefault());
     signaling.on("welcome", (welcome) => this.welcomed(welcome));
     signaling.on("refused", ({ reason }) => {
       if (!this.tokens.get()) this.askForToken(null);
