@@ -27,7 +27,8 @@ __all__ = ["error_middleware", "setup_routes"]
 _PAGES = {
     "/kiosk": "kiosk.html",
     "/expert": "expert.html",
-    "/interpreter": "interpreter.html",
+    # The console serves interpreters too; the path picks where its token is kept.
+    "/interpreter": "expert.html",
     "/admin": "admin.html",
 }
 _STATUS_OF_CODE = {"not_authenticated": 401, "forbidden": 403}
