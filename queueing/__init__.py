@@ -49,7 +49,6 @@ from .events import (
 )
 from .hours import ALWAYS_OPEN, OpeningHours, parse_interval
 from .ids import CallId, ExpertId, KioskId, ServiceId
-from .ledger import TIMER_RECORD, Ledger, StoreUnavailable
 from .machine import QueueMachine, QueueSettings, ServiceStatus
 from .model import (
     Call,
@@ -69,7 +68,6 @@ from .store import JournalEntry, QueueStore, Recovered, StoreConflict, StoreLost
 
 __all__ = [
     "ALWAYS_OPEN",
-    "TIMER_RECORD",
     "AcceptOffer",
     "Call",
     "CallConnected",
@@ -103,7 +101,6 @@ __all__ = [
     "KioskLost",
     "KioskSpec",
     "LeaveCall",
-    "Ledger",
     "NodeLost",
     "OfferEnded",
     "OpeningHours",
@@ -131,7 +128,6 @@ __all__ = [
     "SetStatus",
     "StoreConflict",
     "StoreLost",
-    "StoreUnavailable",
     "Strategy",
     "SupervisorLost",
     "TextSaid",

@@ -192,7 +192,7 @@ async def test_two_hundred_kiosks_through_three_nodes_are_each_answered_once_in_
     assert book.faults == []
     if book.refused:
         # Redis never failed here: a node gives up a write after a fixed number of races
-        # lost to the other nodes (queueing/ledger.py); the clients sent them again.
+        # lost to the other nodes (visio_server/calls/ledger.py); the clients sent them again.
         warnings.warn(
             f"{book.refused} requests refused with service_unavailable under contention",
             stacklevel=1,

@@ -23,8 +23,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from queueing import Command, Event, JournalEntry, Ledger, QueueError, StoreUnavailable
+from queueing import Command, Event, JournalEntry, QueueError
 from signaling import not_cancelled
+
+from .ledger import Ledger, StoreUnavailable
 
 __all__ = ["Committer", "Heard", "Published"]
 

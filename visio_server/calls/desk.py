@@ -41,7 +41,6 @@ from queueing import (
     KioskBack,
     KioskId,
     KioskLost,
-    Ledger,
     NodeLost,
     QueueError,
     QueueMachine,
@@ -66,6 +65,7 @@ from ..metrics import Metrics
 from .commit import Committer
 from .estimates import Estimates
 from .follower import Follower, Heartbeat, NodeRegistry, PendingPresence
+from .ledger import Ledger
 from .metrics_tap import count
 from .rooms import Rooms, speaks_as
 from .router import Router

@@ -21,12 +21,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from queueing import Command, NodeLost, QueueError, QueueStore, StoreUnavailable
+from queueing import Command, NodeLost, QueueError, QueueStore
 from signaling import address, not_cancelled
 
 from ..config import RedisConfig
 from ..metrics import Metrics
 from .commit import Committer
+from .ledger import StoreUnavailable
 
 __all__ = ["Follower", "Heartbeat", "NodeRegistry", "PendingPresence"]
 

@@ -8,6 +8,9 @@ a replicated log with the store as the one sequencer. Because the machine is
 deterministic, replaying an entry anywhere yields the same events, so every node can
 tell its own connections what happened, in journal order, whoever wrote the entry.
 
+It is the asyncio glue between the pure machine of ``queueing`` and a store: the
+machine stays free of I/O, and the call control owns the retries and the waiting.
+
 Going back is cheap: the ledger keeps a recent checkpoint of the machine and the
 entries after it, so a rollback never needs the store. The same tail lets a node write
 back entries that the store lost when it restarted without persistence.
@@ -25,13 +28,20 @@ from typing import Any
 
 import msgspec
 
-from .commands import Command
-from .errors import QueueError
-from .events import Event
-from .ids import CallId
-from .machine import QueueMachine
-from .records import command_from_record, command_record, event_record
-from .store import JournalEntry, QueueStore, StoreConflict, StoreLost
+from queueing import (
+    CallId,
+    Command,
+    Event,
+    JournalEntry,
+    QueueError,
+    QueueMachine,
+    QueueStore,
+    StoreConflict,
+    StoreLost,
+    command_from_record,
+    command_record,
+    event_record,
+)
 
 __all__ = ["TIMER_RECORD", "Ledger", "StoreUnavailable"]
 

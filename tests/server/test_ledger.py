@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-import queueing.ledger as ledger_module
+import visio_server.calls.ledger as ledger_module
 from queueing import (
-    TIMER_RECORD,
     CallEnded,
     CallId,
     Command,
@@ -27,19 +26,18 @@ from queueing import (
     ExpertSignIn,
     JournalEntry,
     KioskId,
-    Ledger,
     Outcome,
     QueueError,
     QueueMachine,
     QueueStore,
     Recovered,
     RequestCall,
-    StoreUnavailable,
 )
 from queueing.stores import MemoryQueueStore
 from queueing.stores.redis import RedisQueueStore
 from tests.cluster_support import RedisServer
 from tests.queueing.helpers import CAF, kiosks, machine, only, positions, service
+from visio_server.calls.ledger import TIMER_RECORD, Ledger, StoreUnavailable
 
 KIOSKS = 90
 MAX_WAIT_S = 60.0
