@@ -10,7 +10,7 @@
 
 import { PageShell } from "/static/shell.js";
 import { MediaSlot, partyKey } from "/static/call-media.js";
-import { RealTimeText } from "/static/call-text.js";
+import { textForCall } from "/static/call-text.js";
 import { CallPeople } from "/static/call-people.js";
 import { Whisper } from "/static/call-whisper.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
@@ -225,18 +225,13 @@ function connected(message) {
   visio.call = message.call;
   const mesh = media.start(message);
   people.update([...mesh.participants.values()], mesh.you);
-  if (!text || text.call !== message.call) {
-    if (text) text.close();
-    text = new RealTimeText({
-      signaling,
-      call: message.call,
-      you: mesh.you,
-      log: byId("rtt-log"),
-      live: byId("rtt-live"),
-      tr,
-      nameOf: (key) => people.nameOf(key),
-    });
-  }
+  text = textForCall(text, message, mesh.you, {
+    signaling,
+    log: byId("rtt-log"),
+    live: byId("rtt-live"),
+    tr,
+    nameOf: (key) => people.nameOf(key),
+  });
   if (!whisper || whisper.call !== message.call) {
     if (whisper) whisper.close();
     whisper = new Whisper({

@@ -21,6 +21,17 @@ import { h } from "/static/dom.js";
 const PAUSE_FINAL_MS = 3_000;
 const MAX_LINE = 500;
 
+// The text panel for `message`'s call: `current` is kept when it is the same call (a
+// call announced again keeps what was written), else a new one replaces it.
+export function textForCall(current, message, you, parts) {
+  if (current && current.call === message.call) {
+    current.setYou(you);
+    return current;
+  }
+  if (current) current.close();
+  return new RealTimeText({ ...parts, call: message.call, you });
+}
+
 export class RealTimeText {
   // `nameOf(key)` gives the words for a participant; `you`, this page's key.
   constructor({ signaling, call, you, log, live, form = null, tr, nameOf }) {

@@ -5,7 +5,7 @@
 
 import { PageShell } from "/static/shell.js";
 import { MediaSlot, partyKey, roleOfKey } from "/static/call-media.js";
-import { RealTimeText } from "/static/call-text.js";
+import { textForCall } from "/static/call-text.js";
 import { CallPeople, InterpreterStatus, requestInterpreter } from "/static/call-people.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
 import { countdown } from "/static/format.js";
@@ -312,15 +312,8 @@ function connected(message) {
 
 function startText(message, you) {
   byId("rtt-note").hidden = !message.rtt_transcript;
-  if (text && text.call === message.call) {
-    text.setYou(you);
-    return;
-  }
-  if (text) text.close();
-  text = new RealTimeText({
+  text = textForCall(text, message, you, {
     signaling,
-    call: message.call,
-    you,
     log: byId("rtt-log"),
     live: byId("rtt-live"),
     form: byId("rtt-form"),
