@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,17 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     # hadolint fails on errors only by default; any finding printed counts here.
     assert result.stdout.strip() == "", result.stdout
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    # pip install . fails when a package named in pyproject.toml is not in the context.
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        packages = tomllib.load(file)["tool"]["setuptools"]["packages"]
+    copied = set(re.findall(r"^COPY (\S+) \./", (DOCKER / "Dockerfile").read_text(), re.M))
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    for package in {name.split(".")[0] for name in packages}:
+        assert package in copied, f"docker/Dockerfile does not copy {package}/"
+        assert package not in ignored, f".dockerignore leaves {package}/ out of the context"
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
