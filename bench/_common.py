@@ -130,14 +130,19 @@ def kiosk_section(kiosk: str, services: Sequence[str]) -> list[str]:
 
 
 @asynccontextmanager
-async def in_process_server(config: Config) -> AsyncIterator[str]:
-    """Serve ``create_app(config)`` on a free loopback port; yields its base URL."""
+async def in_process_server(
+    config: Config, hosts: Sequence[str] = ("127.0.0.1",)
+) -> AsyncIterator[str]:
+    """Serve ``create_app(config)`` on a free port of each of ``hosts`` (the loopback, or
+    addresses of the bench's own network namespaces); yields the first one's base URL."""
     runner = web.AppRunner(create_app(config))
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, hosts[0], 0)
         await site.start()
         host, port = runner.addresses[0][:2]
+        for other in hosts[1:]:
+            await web.TCPSite(runner, other, port).start()
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()

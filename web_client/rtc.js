@@ -158,14 +158,34 @@ export class PeerLink {
   }
 
   // Totals over the inbound RTP streams, which show whether media really flows.
+  // What arrives from this peer. Besides the counts the tiles show, the audio's
+  // concealed samples (what the decoder had to invent: audio that broke up) and losses
+  // tell an operator or a benchmark how a slow link treats the citizen's voice.
   async stats() {
-    const totals = { framesDecoded: 0, audioPacketsReceived: 0 };
+    const totals = {
+      framesDecoded: 0,
+      framesPerSecond: 0,
+      audioPacketsReceived: 0,
+      audioPacketsLost: 0,
+      audioSamplesReceived: 0,
+      audioSamplesConcealed: 0,
+      bytesReceived: 0,
+    };
     if (!this.pc) return totals;
     const report = await this.pc.getStats();
     report.forEach((entry) => {
       if (entry.type !== "inbound-rtp") return;
-      if (entry.kind === "video") totals.framesDecoded += entry.framesDecoded || 0;
-      if (entry.kind === "audio") totals.audioPacketsReceived += entry.packetsReceived || 0;
+      totals.bytesReceived += entry.bytesReceived || 0;
+      if (entry.kind === "video") {
+        totals.framesDecoded += entry.framesDecoded || 0;
+        totals.framesPerSecond += entry.framesPerSecond || 0;
+      }
+      if (entry.kind === "audio") {
+        totals.audioPacketsReceived += entry.packetsReceived || 0;
+        totals.audioPacketsLost += entry.packetsLost || 0;
+        totals.audioSamplesReceived += entry.totalSamplesReceived || 0;
+        totals.audioSamplesConcealed += entry.concealedSamples || 0;
+      }
     });
     return totals;
   }
