@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from _common import (
     bench_parser,
@@ -49,7 +49,7 @@ from _common import (
     subprocess_server,
 )
 
-from media.peer import PeerSession, loopback_host_candidates
+from media.peer import loopback_host_candidates
 from signaling.messages import (
     Ack,
     CallConnected,
@@ -60,16 +60,13 @@ from signaling.messages import (
     CallQueued,
     CallRequest,
     ExpertStatusSet,
-    Message,
     OfferAccept,
     ServerMessage,
 )
 from visio_client import NEW_ID, Client
 from visio_server.auth import mint_token
 from visio_server.config import Config, load_config
-from visio_sim.mesh import CallMesh
-
-M = TypeVar("M", bound=Message)
+from visio_sim.room import RoomParty, RoomWaitFailed
 
 FPS = 15
 RATIO_TARGET = 2.0
@@ -96,85 +93,26 @@ def bench_config(kiosks: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Party:
-    """A client whose events one task reads: room events go to its mesh (made at
-    ``call.connected`` when it has media), ``call.data`` is timed on arrival, the rest
-    is kept for ``next``."""
+class Party(RoomParty):
+    """A room participant of the bench; a relayed ``call.data`` is not kept but timed
+    on arrival."""
 
     def __init__(self, client: Client, *, media: bool) -> None:
-        self.client = client
-        self.media = media
-        self.mesh: CallMesh | None = None
-        self.events: list[ServerMessage] = []
         self.text_arrivals: dict[int, float] = {}
         """seq -> perf_counter() when the relayed ``call.data`` was read."""
-        self.failure: BaseException | None = None
-        self._changed = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
+        super().__init__(
+            client, media=media, fps=FPS, timeout_s=STEP_TIMEOUT_S, on_event=self._timed
+        )
 
-    @property
-    def key(self) -> str:
-        assert self.client.welcome is not None
-        return f"{self.client.welcome.role}:{self.client.welcome.identity}"
-
-    async def _read(self) -> None:
-        try:
-            async for event in self.client.events():
-                if isinstance(event, CallData):
-                    self.text_arrivals[int(event.data["seq"])] = time.perf_counter()
-                    continue
-                self.events.append(event)
-                if isinstance(event, CallConnected) and self.media and self.mesh is None:
-                    self.mesh = CallMesh(self.client, event, fps=FPS)
-                    await self.mesh.start()
-                elif self.mesh is not None:
-                    await self.mesh.handle(event)
-                async with self._changed:
-                    self._changed.notify_all()
-        except Exception as exc:
-            self.failure = exc
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def next(self, kind: type[M], **fields: object) -> M:
-        """The first event of ``kind`` with these field values, received or to come."""
-
-        def found() -> list[M]:
-            return [
-                e
-                for e in self.events
-                if isinstance(e, kind) and all(getattr(e, k) == v for k, v in fields.items())
-            ]
-
-        async with asyncio.timeout(STEP_TIMEOUT_S), self._changed:
-            await self._changed.wait_for(lambda: bool(found()) or self.failure is not None)
-        if self.failure is not None:
-            raise RuntimeError(f"{self.key}: reading events failed: {self.failure!r}")
-        return found()[0]
-
-    async def peer(self, key: str) -> PeerSession:
-        """This party's connection with ``key``, once the offer or answer made it."""
-        async with asyncio.timeout(STEP_TIMEOUT_S), self._changed:
-            await self._changed.wait_for(
-                lambda: (
-                    (self.mesh is not None and key in self.mesh.peers) or self.failure is not None
-                )
-            )
-        if self.failure is not None:
-            raise RuntimeError(f"{self.key}: reading events failed: {self.failure!r}")
-        assert self.mesh is not None
-        return self.mesh.peers[key]
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-        if self.mesh is not None:
-            await self.mesh.close()
-        await self.client.close()
+    def _timed(self, event: ServerMessage) -> bool:
+        if isinstance(event, CallData):
+            self.text_arrivals[int(event.data["seq"])] = time.perf_counter()
+            return True
+        return False
 
 
 async def first_video_at(party: Party, sender: str) -> float:
-    peer = await party.peer(sender)
+    peer = await party.connection_with(sender)
     async with asyncio.timeout(STEP_TIMEOUT_S):
         await peer.first_video.wait()
     assert peer.first_video_at is not None
@@ -236,12 +174,12 @@ async def answered_call(site: Site, index: int, *, media: bool) -> tuple[Room, f
     )
     kiosk = await site.sign_in("kiosk", f"kiosk-{index}", media=media)
     queued = await kiosk.client.request(CallRequest(id=NEW_ID, service="caf"), CallQueued)
-    await expert.next(CallOffered, call=queued.call)
+    await expert.seen(CallOffered, call=queued.call)
     accepted = time.perf_counter()
     await expert.client.request(OfferAccept(id=NEW_ID, call=queued.call), Ack)
     room = Room(queued.call, kiosk, expert)
     if not media:
-        await kiosk.next(CallConnected, call=queued.call)
+        await kiosk.seen(CallConnected, call=queued.call)
         return room, 0.0
     seen = await first_video_at(kiosk, expert.key)
     await first_video_at(expert, kiosk.key)  # both ways before anyone else comes
@@ -262,7 +200,7 @@ async def interpreter_joins(site: Site, room: Room, index: int) -> tuple[float, 
     room.interpreter = interpreter
     invite = CallInvite(id=NEW_ID, call=room.call, role="interpreter", language="lsf")
     await room.expert.client.request(invite, Ack)
-    offered = await interpreter.next(CallOffered, joins=room.call)
+    offered = await interpreter.seen(CallOffered, joins=room.call)
     accepted = time.perf_counter()
     await interpreter.client.request(OfferAccept(id=NEW_ID, call=offered.call), Ack)
     at_kiosk, at_expert = await asyncio.gather(
@@ -284,7 +222,7 @@ async def one_round(site: Site, index: int, samples: Samples | None, keep: bool)
     try:
         room, two_party = await answered_call(site, index, media=True)
         at_kiosk, at_expert = await interpreter_joins(site, room, index)
-    except (TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, RuntimeError, RoomWaitFailed) as exc:
         if samples is not None:
             samples.errors.append(f"round {index}: {type(exc).__name__} {exc}".strip())
         if room is not None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from media import PeerSession, loopback_host_candidates
+from media import loopback_host_candidates
 from signaling.messages import (
     Ack,
     CallConnected,
@@ -41,11 +41,10 @@ from signaling.messages import (
     Message,
     OfferAccept,
     RtcSdp,
-    ServerMessage,
 )
 from tests.support import RunningServer
 from visio_client import NEW_ID, Client
-from visio_sim.mesh import CallMesh
+from visio_sim.room import RoomParty
 
 M = TypeVar("M", bound=Message)
 
@@ -79,121 +78,17 @@ class Site(Protocol):
     def token(self, role: str, sub: str, **claims: Any) -> str: ...
 
 
-def describe(event: ServerMessage) -> str:
-    """One event in a line, for the message sequence shown when a wait fails."""
-    fields = [type(event).__struct_config__.tag]
-    for name in ("call", "change", "state", "sender", "to", "reason", "offer_to", "outcome"):
-        value = getattr(event, name, None)
-        if value not in (None, "", []):
-            fields.append(f"{name}={value}")
-    if isinstance(event, CallParticipants):
-        fields.append(f"party={event.party.key}")
-    if isinstance(event, RtcSdp):
-        fields.append(event.description.type)
-    return " ".join(str(f) for f in fields)
-
-
-class Participant:
-    """A signed-in client, its mesh once connected, and every event it received."""
-
-    def __init__(self, name: str, client: Client) -> None:
-        self.name = name
-        self.client = client
-        self.mesh: CallMesh | None = None
-        self.events: list[ServerMessage] = []
-        self.failure: BaseException | None = None
-        self._changed = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
-
-    @property
-    def key(self) -> str:
-        assert self.client.welcome is not None
-        return f"{self.client.welcome.role}:{self.client.welcome.identity}"
-
-    async def _read(self) -> None:
-        try:
-            async for event in self.client.events():
-                self.events.append(event)
-                if isinstance(event, CallConnected) and self.mesh is None:
-                    self.mesh = CallMesh(self.client, event, fps=FPS)
-                    await self.mesh.start()
-                elif self.mesh is not None:
-                    await self.mesh.handle(event)
-                async with self._changed:
-                    self._changed.notify_all()
-        except Exception as exc:  # shown by the next wait, not lost in a task
-            self.failure = exc
-            async with self._changed:
-                self._changed.notify_all()
-
-    def find(
-        self, kind: type[M], where: Callable[[M], bool] = lambda _: True, **fields: object
-    ) -> list[M]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, kind)
-            and all(getattr(e, k) == v for k, v in fields.items())
-            and where(e)
-        ]
-
-    async def seen(
-        self,
-        kind: type[M],
-        where: Callable[[M], bool] = lambda _: True,
-        *,
-        timeout_s: float = EVENT_TIMEOUT_S,
-        **fields: object,
-    ) -> M:
-        """The first event of ``kind`` with these ``fields`` received so far, or the next one."""
-        try:
-            async with asyncio.timeout(timeout_s), self._changed:
-                await self._changed.wait_for(
-                    lambda: bool(self.find(kind, where, **fields)) or self.failure is not None
-                )
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.name}: no {kind.__struct_config__.tag} {fields} in {timeout_s} s; "
-                f"received: {self.sequence()}"
-            ) from None
-        if self.failure is not None:
-            raise AssertionError(f"{self.name}: reading events failed") from self.failure
-        return self.find(kind, where, **fields)[0]
-
-    def sequence(self) -> list[str]:
-        return [describe(e) for e in self.events]
-
-    def peer(self, key: str) -> PeerSession:
-        assert self.mesh is not None, f"{self.name} is not in a call: {self.sequence()}"
-        assert key in self.mesh.peers, f"{self.name} has no connection with {key}"
-        return self.mesh.peers[key]
-
-    def frames_from(self, key: str) -> tuple[int, int]:
-        """(video, audio) frames decoded from ``key``; (0, 0) without a connection."""
-        if self.mesh is None or key not in self.mesh.peers:
-            return 0, 0
-        peer = self.mesh.peers[key]
-        return peer.video_frames, peer.audio_frames
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-        if self.mesh is not None:
-            await self.mesh.close()
-        await self.client.close()
-
-
 class Room:
     """Every participant a test signs in, closed whatever happens."""
 
     def __init__(self) -> None:
-        self.participants: list[Participant] = []
+        self.participants: list[RoomParty] = []
 
     async def sign_in(
         self, site: Site, role: str, sub: str, *, available: bool = False, **claims: Any
-    ) -> Participant:
+    ) -> RoomParty:
         client = await Client.connect(site.ws_url, token=site.token(role, sub, **claims))
-        participant = Participant(f"{role} {sub}", client)
+        participant = RoomParty(client, name=f"{role} {sub}", fps=FPS, timeout_s=EVENT_TIMEOUT_S)
         self.participants.append(participant)
         if available:
             await client.request(ExpertStatusSet(id=NEW_ID, status="available"), Ack)
@@ -208,9 +103,9 @@ class Room:
 @dataclass
 class Call:
     call: str
-    kiosk: Participant
-    expert: Participant
-    interpreter: Participant | None = None
+    kiosk: RoomParty
+    expert: RoomParty
+    interpreter: RoomParty | None = None
 
 
 async def until(condition: Callable[[], bool], what: Callable[[], str], timeout_s: float) -> None:
@@ -225,16 +120,16 @@ async def until(condition: Callable[[], bool], what: Callable[[], str], timeout_
     raise AssertionError(f"not within {timeout_s} s: {what()}")
 
 
-def receiving(pairs: list[tuple[Participant, str]], video: int = 1, audio: int = 1) -> bool:
+def receiving(pairs: list[tuple[RoomParty, str]], video: int = 1, audio: int = 1) -> bool:
     """Every receiver decoded at least ``video`` and ``audio`` frames from its sender."""
     return all(v >= video and a >= audio for v, a in (r.frames_from(key) for r, key in pairs))
 
 
-def frame_counts(pairs: list[tuple[Participant, str]]) -> str:
+def frame_counts(pairs: list[tuple[RoomParty, str]]) -> str:
     return ", ".join(f"{r.name} <- {key}: {r.frames_from(key)}" for r, key in pairs)
 
 
-async def media_flows(pairs: list[tuple[Participant, str]], video: int = 1, audio: int = 1) -> None:
+async def media_flows(pairs: list[tuple[RoomParty, str]], video: int = 1, audio: int = 1) -> None:
     await until(
         lambda: receiving(pairs, video, audio),
         lambda: f"(video, audio) frames decoded: {frame_counts(pairs)}",
@@ -258,7 +153,7 @@ async def two_party_call(room: Room, kiosk_at: Site, expert_at: Site) -> Call:
     return Call(queued.call, kiosk, expert)
 
 
-async def interpreter_joins(room: Room, call: Call, interpreter_at: Site) -> Participant:
+async def interpreter_joins(room: Room, call: Call, interpreter_at: Site) -> RoomParty:
     """The expert asks for an LSF interpreter; interp-1 accepts and offers to both."""
     interpreter = await room.sign_in(
         interpreter_at, "interpreter", "interp-1", available=True, **INTERPRETER_CLAIMS
@@ -283,7 +178,7 @@ async def interpreter_joins(room: Room, call: Call, interpreter_at: Site) -> Par
     return interpreter
 
 
-def all_pairs(*participants: Participant) -> list[tuple[Participant, str]]:
+def all_pairs(*participants: RoomParty) -> list[tuple[RoomParty, str]]:
     return [(r, s.key) for r in participants for s in participants if r is not s]
 
 
