@@ -37,6 +37,10 @@ def decode_client(frame: str | bytes) -> ClientMessage:
         raise MalformedMessage(f"invalid {kind!r} message: {exc}") from None
     except msgspec.DecodeError as exc:
         raise MalformedMessage(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec gives up on deep nesting with RecursionError: a frame of brackets
+        # must be refused like any malformed frame, not end the connection.
+        raise MalformedMessage("the message is nested too deeply") from None
 
 
 def decode_server(frame: str | bytes) -> ServerMessage:
@@ -61,5 +65,5 @@ def encode(message: Message) -> str:
 def _loose(frame: str | bytes) -> Any:
     try:
         return msgspec.json.decode(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None

@@ -185,6 +185,23 @@ async def test_malformed_and_unknown_messages_get_typed_errors(connect: Connect)
     assert (await kiosk.request({"type": "ping"}))["type"] == "pong"
 
 
+async def test_deeply_nested_json_is_malformed_and_harms_nothing(
+    server: RunningServer, connect: Connect
+) -> None:
+    nested = "[" * 1000 + "]" * 1000
+    stranger = await JsonClient.connect(server.ws_url)
+    try:
+        await stranger.send_raw(nested)
+        assert (await stranger.expect("error"))["code"] == "malformed_message"
+        assert (await stranger.hello(server.token("kiosk", "kiosk-2")))["type"] == "welcome"
+    finally:
+        await stranger.close()
+    kiosk = await connect("kiosk", "kiosk-1")
+    await kiosk.send_raw('{"type": "ping", "id": ' + nested + "}")
+    assert (await kiosk.expect("error"))["code"] == "malformed_message"
+    assert (await kiosk.request({"type": "ping"}))["type"] == "pong"
+
+
 async def test_oversized_frame_closes_the_connection(
     connect: Connect, server: RunningServer
 ) -> None:
