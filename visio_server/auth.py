@@ -68,9 +68,18 @@ class Authenticator:
         elif self._jwks is not None:
             jwks = self._jwks
             try:
-                key = (await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)).key
+                signing_key = await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)
             except jwt.PyJWTError as exc:
                 raise NotAuthenticated(f"no key to check the token: {exc}") from None
+            # The header chooses both the key (kid) and the algorithm (alg): an RSA key
+            # named with an EC algorithm, or the reverse, would reach the crypto library
+            # as a key of the wrong type.
+            if signing_key.key_type != _KEY_TYPE_OF.get(str(algorithm)[:2]):
+                raise NotAuthenticated(
+                    f"the token's algorithm {algorithm!r} does not fit its key "
+                    f"({signing_key.key_type} key {signing_key.key_id!r})"
+                )
+            key = signing_key.key
         else:
             raise NotAuthenticated("no key is configured for this token algorithm")
         try:
@@ -124,6 +133,10 @@ class Authenticator:
             languages=languages,
             expires_at=float(claims["exp"]),
         )
+
+
+_KEY_TYPE_OF = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+"""The JWK key type each family of asymmetric algorithms needs."""
 
 
 def _strings(value: Any) -> tuple[str, ...]:

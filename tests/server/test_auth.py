@@ -119,8 +119,17 @@ async def test_identity_provider_tokens_are_accepted(
             ),
             "not allowed",
         ),
+        (lambda keys: signed(keys["ec-1"], "rsa-1", "ES256"), "does not fit"),
+        (lambda keys: signed(keys["rsa-1"], "ec-1", "RS256"), "does not fit"),
     ],
-    ids=["foreign-key", "unknown-kid", "wrong-issuer", "hs256-not-allowed"],
+    ids=[
+        "foreign-key",
+        "unknown-kid",
+        "wrong-issuer",
+        "hs256-not-allowed",
+        "ec-signed-names-an-rsa-key",
+        "rsa-signed-names-an-ec-key",
+    ],
 )
 async def test_identity_provider_mode_refuses_other_tokens(
     idp_server: RunningServer,
