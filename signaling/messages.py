@@ -38,7 +38,25 @@ __all__ = [
     "CallSummary",
     "CallTransfer",
     "CallTransferred",
+    "CaseConsent",
+    "CaseConsented",
+    "CaseDocument",
+    "CaseFileMessage",
+    "CaseReview",
+    "CaseShare",
+    "CaseWithdraw",
     "ClientMessage",
+    "DeviceCancel",
+    "DeviceCommand",
+    "DeviceHealth",
+    "DeviceHealthReport",
+    "DevicePage",
+    "DevicePart",
+    "DevicePrint",
+    "DeviceProgress",
+    "DeviceScan",
+    "DeviceStatus",
+    "DocumentInfo",
     "ErrorMessage",
     "ExpertState",
     "ExpertStatusSet",
@@ -59,6 +77,7 @@ __all__ = [
     "QueueSubscribe",
     "RtcIce",
     "RtcSdp",
+    "ScanSettings",
     "ServerMessage",
     "ServiceInfo",
     "ServiceQueue",
@@ -223,6 +242,109 @@ class ServiceQueue(msgspec.Struct, frozen=True):
     offered, in_call, wrap_up, away (not connected)."""
 
 
+DocumentIdField = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="Document id."
+    ),
+]
+IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Chosen by the expert's console, once per command and kept on retry: "
+        "a command sent twice with the same key runs once.",
+    ),
+]
+DeviceProgressState = Literal[
+    "queued",
+    "scanning",
+    "waiting_page",
+    "uploading",
+    "printing",
+    "done",
+    "failed",
+    "cancelled",
+    "timed_out",
+    "undeliverable",
+]
+"""How a device command goes; the last two are given by the server, never by a device."""
+DocumentStateName = Literal[
+    "requested",
+    "scanned",
+    "received",
+    "viewed",
+    "accepted",
+    "rejected",
+    "exported",
+    "printed",
+    "purged",
+]
+
+
+class ScanSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the expert asks the kiosk's scanner for."""
+
+    source: Literal["flatbed", "feeder"] = "flatbed"
+    color: Literal["color", "gray"] = "gray"
+    resolution: Literal[75, 100, 150, 200, 300, 600] = 150
+    multipage: bool = False
+    """Several pages gathered into one PDF: the citizen says "add a page" or "finished"."""
+
+
+class DevicePart(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The state of a kiosk's scanner or printer, as its device agent sees it."""
+
+    present: bool
+    ready: bool = False
+    state: Annotated[str, msgspec.Meta(max_length=32)] = ""
+    """idle, processing, stopped, offline..."""
+    detail: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    """The device's own words: CUPS state reasons, the SANE error."""
+    media: Literal["", "ok", "low", "empty"] = ""
+    """Paper, where the printer reports it."""
+    toner: Literal["", "ok", "low", "empty"] = ""
+    """Toner or ink, where the printer reports it."""
+
+
+class DeviceHealth(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A kiosk's devices as last reported by its agent."""
+
+    kiosk: str
+    online: bool
+    """Whether the kiosk's device agent is connected now."""
+    scanner: DevicePart
+    printer: DevicePart
+    last_error: str = ""
+    at: Timestamp = 0.0
+    """When the agent last reported (or went away)."""
+
+
+class DocumentInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A document of a case file and where it stands."""
+
+    id: str
+    case: str
+    title: str
+    origin: Literal["scan", "upload", "shared"]
+    mime: str
+    pages: int
+    bytes: int
+    state: DocumentStateName
+    created_at: Timestamp
+    updated_at: Timestamp
+    reason: str = ""
+    """Why it was rejected ("illegible, rescan")."""
+    command: str = ""
+    """The idempotency key of the scan that produced it."""
+    from_partner: str = ""
+    """For a shared document: the partner it was accepted by."""
+    exported: bool = False
+    printed_copies: int = 0
+
+
 # ---------------------------------------------------------------------------
 # Client -> server requests
 # ---------------------------------------------------------------------------
@@ -377,6 +499,111 @@ class QueueSubscribe(Message, tag="queue.subscribe", frozen=True):
     id: RequestId
 
 
+class DeviceScan(Message, tag="device.scan", frozen=True):
+    """The expert of a connected call: scan at the kiosk. Progress arrives as
+    ``device.progress``; the document as ``case.document``."""
+
+    id: RequestId
+    call: CallIdField
+    key: IdempotencyKey
+    settings: ScanSettings = ScanSettings()
+    title: Annotated[str, msgspec.Meta(max_length=120)] = ""
+
+
+class DevicePrint(Message, tag="device.print", frozen=True):
+    """The expert of a connected call: print a document of the case file at the kiosk."""
+
+    id: RequestId
+    call: CallIdField
+    key: IdempotencyKey
+    document: DocumentIdField
+    copies: Annotated[int, msgspec.Meta(ge=1, le=9)] = 1
+
+
+class DeviceCancel(Message, tag="device.cancel", frozen=True):
+    """The expert: stop a scan or print command. Relayed to the device agent (without
+    ``id``)."""
+
+    call: CallIdField
+    key: IdempotencyKey
+    id: RequestId | None = None
+
+
+class DevicePage(Message, tag="device.page", frozen=True):
+    """The kiosk, during a multi-page scan: the citizen placed another page
+    (``more``) or is finished. Relayed to the device agent, with ``sender``."""
+
+    call: CallIdField
+    key: IdempotencyKey
+    more: bool
+    id: RequestId | None = None
+    sender: str | None = None
+    """Filled in by the server when it relays the message."""
+
+
+class DeviceHealthReport(Message, tag="device.health", frozen=True):
+    """The device agent: the state of its scanner and printer, at start and on change."""
+
+    scanner: DevicePart
+    printer: DevicePart
+    last_error: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    id: RequestId | None = None
+
+
+class DeviceProgress(Message, tag="device.progress", frozen=True):
+    """The device agent: how a command goes. Told by the server to the call's expert and
+    kiosk, with ``kind``."""
+
+    call: CallIdField
+    key: IdempotencyKey
+    state: DeviceProgressState
+    page: Annotated[int, msgspec.Meta(ge=0, le=500)] = 0
+    pages: Annotated[int, msgspec.Meta(ge=0, le=500)] = 0
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    """For ``failed``: the device's own words."""
+    document: str = ""
+    """For ``done``: the document the scan produced, or the one printed."""
+    kind: Literal["", "scan", "print"] = ""
+    """Filled in by the server."""
+    id: RequestId | None = None
+
+
+class CaseReview(Message, tag="case.review", frozen=True):
+    """The expert of the call: accept a document, or reject it with a reason."""
+
+    id: RequestId
+    call: CallIdField
+    document: DocumentIdField
+    verdict: Literal["accepted", "rejected"]
+    reason: Annotated[str, msgspec.Meta(max_length=300)] = ""
+
+
+class CaseConsent(Message, tag="case.consent", frozen=True):
+    """The kiosk: the citizen agrees (``share``) that documents accepted in this call may
+    be offered to the expert of a later call, of another partner, through a code
+    ("tell us once"); or takes it back. Reply: ``case.consented``."""
+
+    id: RequestId
+    call: CallIdField
+    share: bool
+
+
+class CaseShare(Message, tag="case.share", frozen=True):
+    """The kiosk: the citizen types the code of an earlier consent; its documents are
+    offered to this call's expert."""
+
+    id: RequestId
+    call: CallIdField
+    code: Annotated[str, msgspec.Meta(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+
+
+class CaseWithdraw(Message, tag="case.withdraw", frozen=True):
+    """The kiosk, in a call or not: withdraw the consent behind ``code`` at once."""
+
+    id: RequestId
+    code: Annotated[str, msgspec.Meta(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+
+
 ClientMessage = (
     Hello
     | Ping
@@ -395,6 +622,16 @@ ClientMessage = (
     | RtcSdp
     | RtcIce
     | QueueSubscribe
+    | DeviceScan
+    | DevicePrint
+    | DeviceCancel
+    | DevicePage
+    | DeviceHealthReport
+    | DeviceProgress
+    | CaseReview
+    | CaseConsent
+    | CaseShare
+    | CaseWithdraw
 )
 
 
@@ -621,6 +858,60 @@ class QueueStatus(Message, tag="queue.status", frozen=True):
     """Connected calls of the visible services, with their participants."""
     interpreter_requests: list[InterpreterWaiting] = []
     """Requests for an interpreter waiting for the visible calls."""
+    devices: list[DeviceHealth] = []
+    """The devices of the visible kiosks (admins: every kiosk with an agent)."""
+
+
+class DeviceCommand(Message, tag="device.command", frozen=True):
+    """The device agent: run a scan or a print for the expert. ``upload_url`` takes the
+    scan (``POST``, raw body, ``Idempotency-Key: <key>``), paced to ``upload_kbps`` so
+    that the call keeps its share of the kiosk's link."""
+
+    call: str
+    key: str
+    kind: Literal["scan", "print"]
+    upload_url: str
+    upload_kbps: int
+    settings: ScanSettings | None = None
+    document: str = ""
+    """For a print: the document, fetched at ``/api/documents/<document>/content``."""
+    copies: int = 1
+    title: str = ""
+
+
+class DeviceStatus(Message, tag="device.status", frozen=True):
+    """The call's expert and kiosk: the kiosk's devices, after ``call.connected`` and on
+    every change."""
+
+    health: DeviceHealth
+
+
+class CaseDocument(Message, tag="case.document", frozen=True):
+    """The call's expert, interpreter and kiosk: a document was added or changed state."""
+
+    call: str
+    document: DocumentInfo
+
+
+class CaseFileMessage(Message, tag="case.file", frozen=True):
+    """The call's expert and kiosk: the whole case file, after ``call.connected`` and
+    after ``case.share``."""
+
+    call: str
+    case: str
+    documents: list[DocumentInfo]
+    consent: bool = False
+    """Whether the citizen agreed to share this call's accepted documents."""
+    share_code: str = ""
+
+
+class CaseConsented(Message, tag="case.consented", frozen=True):
+    """Reply to ``case.consent``: the code to type at a later call (empty once withdrawn)."""
+
+    id: RequestId
+    call: str
+    share: bool
+    code: str = ""
 
 
 ServerMessage = (
@@ -646,4 +937,12 @@ ServerMessage = (
     | QueueStatus
     | RtcSdp
     | RtcIce
+    | DeviceCommand
+    | DevicePage
+    | DeviceCancel
+    | DeviceProgress
+    | DeviceStatus
+    | CaseDocument
+    | CaseFileMessage
+    | CaseConsented
 )

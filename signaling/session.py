@@ -22,12 +22,30 @@ _ANSWERS = _CALL_PARTY | {
 }
 
 ALLOWED: dict[str, frozenset[str]] = {
-    "kiosk": _CALL_PARTY | {"call.request", "call.cancel", "call.invite"},
-    "expert": _ANSWERS | {"call.transfer", "call.invite"},
+    "kiosk": _CALL_PARTY
+    | {
+        "call.request",
+        "call.cancel",
+        "call.invite",
+        "device.page",
+        "case.consent",
+        "case.share",
+        "case.withdraw",
+    },
+    "expert": _ANSWERS
+    | {
+        "call.transfer",
+        "call.invite",
+        "device.scan",
+        "device.print",
+        "device.cancel",
+        "case.review",
+    },
     "interpreter": _ANSWERS,
     "supervisor": _CALL_PARTY | {"queue.subscribe", "call.join"},
     "admin": frozenset({"ping", "queue.subscribe"}),
-    "device": frozenset({"ping"}),
+    # The kiosk's device agent: it reports; commands reach it from the call's expert.
+    "device": frozenset({"ping", "device.health", "device.progress"}),
 }
 
 
