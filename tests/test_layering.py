@@ -1,6 +1,8 @@
 """Who may import what, for the client side of the layout (docs/architecture.md):
-the server never loads the client, the simulator or aiortc; media needs nothing from
-the wire protocol; the client needs nothing but the wire protocol."""
+the server never loads the client, the simulator, the device agent or aiortc; media
+needs nothing from the wire protocol; the client needs nothing but the wire protocol;
+case files, like the queue, need nothing of ours; the device agent speaks the wire
+protocol through the client and knows nothing of the server's insides."""
 
 from __future__ import annotations
 
@@ -18,7 +20,18 @@ FORBIDDEN = {
     "media": {"signaling", "queueing", "visio_server", "visio_client", "visio_sim"},
     "visio_client": {"queueing", "media", "visio_server", "visio_sim", *AIORTC},
     "visio_sim": {"queueing", *AIORTC},
-    "visio_server": {"visio_client", "visio_sim", *AIORTC},
+    "visio_server": {"visio_client", "visio_sim", "visio_agent", *AIORTC},
+    "casefiles": {
+        "signaling",
+        "queueing",
+        "media",
+        "visio_server",
+        "visio_client",
+        "visio_sim",
+        "visio_agent",
+        *AIORTC,
+    },
+    "visio_agent": {"queueing", "casefiles", "media", "visio_server", "visio_sim", *AIORTC},
 }
 
 
@@ -54,7 +67,8 @@ def test_only_media_peer_and_tracks_import_aiortc() -> None:
 def test_the_server_app_loads_neither_aiortc_nor_the_client() -> None:
     probe = (
         "import sys, visio_server.app, visio_server.cli; "
-        "print(sorted({'aiortc', 'av', 'visio_client', 'visio_sim'} & set(sys.modules)))"
+        "print(sorted({'aiortc', 'av', 'visio_client', 'visio_sim', 'visio_agent', 'sane', 'cups'}"
+        " & set(sys.modules)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
