@@ -39,6 +39,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "ConfigError",
+    "DocumentsConfig",
     "ExpertEntry",
     "KioskEntry",
     "MediaConfig",
@@ -137,6 +138,40 @@ class MediaConfig(_Section, frozen=True):
     512 kbit/s is the published minimum link of these kiosks."""
 
 
+class DocumentsConfig(_Section, frozen=True):
+    """Remote scanning and printing: the documents of each call's case file."""
+
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 20 * 1024 * 1024
+    """Largest upload; a larger body is refused (413) before it is read whole."""
+    retention_days: Positive = 30.0
+    """Documents are deleted this long after they were received."""
+    command_timeout_s: Positive = 120.0
+    """A scan or print command that reports no progress for this long has timed out."""
+    upload_kbps: Annotated[int, msgspec.Meta(ge=16, le=100_000)] = 160
+    """What the kiosk's agent may use of the kiosk's uplink to upload during a call."""
+    shared_dir: str = ""
+    """Folder of the documents that every node mounts (several nodes with Redis);
+    empty: ``<storage.data_dir>/documents``."""
+    export: Literal["directory", "http", "none"] = "directory"
+    """Where accepted documents go: a folder, the partner's HTTP endpoint, or nowhere."""
+    export_dir: str = ""
+    """Folder of the directory exporter; empty: ``<storage.data_dir>/export``."""
+    export_url: str = ""
+    """Endpoint of the HTTP exporter (a multipart POST per document)."""
+    export_secret: str = ""
+    """Sent to ``export_url`` as ``Authorization: Bearer <export_secret>`` when set."""
+    export_max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 12
+    """Attempts to deliver one document before it waits for an operator."""
+    export_backoff_s: Positive = 10.0
+    """Wait before the second attempt; doubled at each failure, with jitter."""
+    export_backoff_max_s: Positive = 3600.0
+    export_timeout_s: Positive = 30.0
+    export_interval_s: Positive = 5.0
+    """How often a node looks for documents to export."""
+    purge_interval_s: Positive = 3600.0
+    """How often a node looks for documents past their retention."""
+
+
 class ServiceEntry(_Section, frozen=True):
     id: Identifier
     name: str
@@ -166,6 +201,9 @@ class ServiceEntry(_Section, frozen=True):
         default_factory=lambda: ["Information", "Dossier en cours", "Autre"]
     )
     expected_handle_s: Positive = 600.0
+    case_per_beneficiary: bool = False
+    """One case file per beneficiary number, reused across its calls, instead of one
+    per call."""
 
     def opening_hours(self) -> OpeningHours:
         if self.always_open:
@@ -253,6 +291,7 @@ class Config(_Section, frozen=True):
     redis: RedisConfig = RedisConfig()
     queue: QueueConfig = QueueConfig()
     media: MediaConfig = MediaConfig()
+    documents: DocumentsConfig = DocumentsConfig()
     services: list[ServiceEntry] = []
     kiosks: list[KioskEntry] = []
     experts: list[ExpertEntry] = []
@@ -274,6 +313,9 @@ class Config(_Section, frozen=True):
             restart_grace_s=q.restart_grace_s,
             decline_cooldown_s=q.decline_cooldown_s,
         )
+
+    def service(self, service_id: str) -> ServiceEntry | None:
+        return next((s for s in self.services if s.id == service_id), None)
 
     def kiosk(self, kiosk_id: str) -> KioskEntry | None:
         return next((k for k in self.kiosks if k.id == kiosk_id), None)
@@ -312,7 +354,7 @@ def load_config(
 
 
 def _overlay_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    sections = {"server", "auth", "storage", "redis", "queue", "media"}
+    sections = {"server", "auth", "storage", "redis", "queue", "media", "documents"}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -364,6 +406,14 @@ def _check(config: Config) -> None:
         raise ConfigError("redis.node_cutoff_s: must be at least twice redis.heartbeat_s")
     if config.media.turn_urls and not config.media.turn_secret:
         raise ConfigError("media.turn_secret: TURN URLs need the shared secret of the TURN server")
+    documents = config.documents
+    if documents.export == "http" and urlsplit(documents.export_url).scheme not in _HTTP:
+        raise ConfigError("documents.export_url: the HTTP exporter needs an http(s):// URL")
+    if documents.export_backoff_max_s < documents.export_backoff_s:
+        raise ConfigError("documents.export_backoff_max_s: must be at least export_backoff_s")
+
+
+_HTTP = ("http", "https")
 
 
 def effective_config(config: Config) -> dict[str, Any]:
