@@ -2,6 +2,7 @@
 Redis one (``casefiles.stores.redis_store.RedisCaseStore``) is imported by name only
 where it is configured, so that the embedded default never loads the Redis client."""
 
+from .file import FileCaseStore
 from .memory import MemoryCaseStore
 
-__all__ = ["MemoryCaseStore"]
+__all__ = ["FileCaseStore", "MemoryCaseStore"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -108,7 +109,7 @@ def test_a_scan_goes_from_request_to_export_with_one_audit_row_per_change() -> N
 
     assert actions(case.mark_viewed(document.id, EXPERT, 1040.0)) == ["document_viewed"]
     assert case.mark_viewed(document.id, EXPERT, 1041.0) == []
-    assert document.state is DocumentState.VIEWED
+    assert case.documents[document.id].state is DocumentState.VIEWED
 
     assert actions(case.review(document.id, "accepted", "", EXPERT, 1050.0)) == [
         "document_accepted"
@@ -205,12 +206,13 @@ def test_an_accepted_document_cannot_be_rejected_afterwards() -> None:
 def test_an_unknown_document_is_refused_with_its_code() -> None:
     case = opened()
 
-    for attempt in (
+    attempts: list[Callable[[], list[AuditRow]]] = [
         lambda: case.mark_viewed("d-nope", EXPERT, 1.0),
         lambda: case.review("d-nope", "accepted", "", EXPERT, 1.0),
         lambda: case.mark_printed("d-nope", 1, EXPERT, 1.0),
         lambda: case.purge("d-nope", 1.0),
-    ):
+    ]
+    for attempt in attempts:
         with pytest.raises(CaseError) as refused:
             attempt()
         assert (refused.value.code, refused.value.details) == (
