@@ -173,6 +173,27 @@ class Document:
     def exported(self) -> bool:
         return self.exported_at is not None
 
+    def info(self, shared_by: str = "") -> dict[str, Any]:
+        """The fields of the wire's ``DocumentInfo``. ``shared_by`` names the partner
+        whose expert accepted it, when it is shown in another case through a share."""
+        return {
+            "id": self.id,
+            "case": self.case,
+            "title": self.title,
+            "origin": "shared" if shared_by else self.origin,
+            "mime": self.mime,
+            "pages": self.pages,
+            "bytes": self.size,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "reason": self.reason,
+            "command": self.command,
+            "from_partner": shared_by or self.from_partner,
+            "exported": self.exported,
+            "printed_copies": self.printed_copies,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
         row["state"] = self.state.value

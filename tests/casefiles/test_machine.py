@@ -613,3 +613,32 @@ def test_records_round_trip_through_their_dicts() -> None:
 
     assert Share.from_dict(share.to_dict()) == share
     assert AuditRow.from_dict(row.to_dict()) == row
+
+
+def test_a_document_describes_itself_as_the_wire_does() -> None:
+    case = opened()
+    document = received(case)
+    case.review(document.id, "accepted", "", EXPERT, 1050.0)
+    case.mark_exported(document.id, "ged", 1060.0)
+
+    info = document.info()
+    shared = document.info(shared_by="CAF")
+
+    assert info == {
+        "id": document.id,
+        "case": "c-call1",
+        "title": "Avis d'imposition",
+        "origin": "scan",
+        "mime": "application/pdf",
+        "pages": 2,
+        "bytes": 4096,
+        "state": "exported",
+        "created_at": 1010.0,
+        "updated_at": 1060.0,
+        "reason": "",
+        "command": "scan-1",
+        "from_partner": "",
+        "exported": True,
+        "printed_copies": 0,
+    }
+    assert (shared["origin"], shared["from_partner"]) == ("shared", "CAF")
