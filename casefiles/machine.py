@@ -36,6 +36,15 @@ Rules this module keeps:
    does not call ``mark_printed`` for it again.
 8. ``version`` belongs to the store: ``load`` gives it, ``save`` checks it has not
    moved and bumps it. The machine never touches it.
+
+Audit actions, each row naming the document and command it is about:
+``case_opened``, ``call_attached``; ``command_issued``, ``command_progress`` (detail:
+state and pages), ``command_done|failed|cancelled|timed_out|undeliverable`` (detail: the
+reason); ``document_requested|scanned|received|viewed|accepted|rejected|exported|
+printed|purged|dropped`` (detail: the rejection reason, the export target, the number of
+copies, why a scan's document was dropped); ``export_failed``; ``share_given``,
+``share_linked``, ``share_unlinked``, ``consent_withdrawn`` and, from
+``Share.withdraw``, ``share_withdrawn`` (detail: the share code).
 """
 
 from __future__ import annotations

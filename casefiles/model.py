@@ -68,7 +68,7 @@ class DocumentState(StrEnum):
     """Accepted, then handed to the partner's document management system."""
     PRINTED = "printed"
     """Named on the wire only: printing never replaces the review state, it counts
-    ``printed_copies`` (and an ``document_printed`` audit row) instead."""
+    ``printed_copies`` (and a ``document_printed`` audit row) instead."""
     PURGED = "purged"
     """Its bytes are deleted; the record stays for the audit."""
 
