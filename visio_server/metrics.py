@@ -1,9 +1,9 @@
 """Prometheus metrics, recorded through one object with intent-named methods.
 
-Labels are ``service``, ``role``, ``outcome``, ``result``, ``state``, ``code`` and
-``channel``;
-never a kiosk, an expert or a beneficiary. Queue depth and experts by state are read
-from the queue at scrape time, so they can never drift from it.
+Labels are ``service``, ``role``, ``outcome``, ``result``, ``state``, ``code``,
+``channel``, ``kind`` and ``part``; never a kiosk, an expert or a beneficiary. Queue
+depth, experts by state and the kiosks' devices are read at scrape time, so they can
+never drift from what they count.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from queueing import QueueMachine
+from signaling import messages as m
 
 __all__ = ["JournalState", "Metrics"]
 
@@ -85,6 +86,27 @@ class _QueueCollector(Collector):
             "Entries another node wrote first, so this node caught up and tried again.",
             value=journal.conflicts,
         )
+
+
+class _DeviceCollector(Collector):
+    def __init__(self, devices: Callable[[], list[m.DeviceHealth]]) -> None:
+        self._devices = devices
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        devices = self._devices()
+        yield GaugeMetricFamily(
+            "visio_device_agents",
+            "Kiosk device agents connected (every node's, as this node last read them).",
+            value=sum(1 for d in devices if d.online),
+        )
+        ready = GaugeMetricFamily(
+            "visio_device_parts_ready",
+            "Connected kiosk scanners and printers that report ready.",
+            labels=["part"],
+        )
+        ready.add_metric(["scanner"], sum(1 for d in devices if d.online and d.scanner.ready))
+        ready.add_metric(["printer"], sum(1 for d in devices if d.online and d.printer.ready))
+        yield ready
 
 
 @dataclass(frozen=True)
@@ -175,6 +197,30 @@ class Metrics:
             ["role"],
             registry=registry,
         )
+        self._documents = Counter(
+            "visio_documents",
+            "Documents of case files, by what happened to them "
+            "(received, refused upload, accepted, rejected, purged).",
+            ["outcome"],
+            registry=registry,
+        )
+        self._device_commands = Counter(
+            "visio_device_commands",
+            "Scan, print and cancel commands for kiosk devices, by outcome.",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self._upload_bytes = Counter(
+            "visio_document_upload_bytes",
+            "Bytes of documents received and stored.",
+            registry=registry,
+        )
+        self._exports = Counter(
+            "visio_exports",
+            "Attempts to hand an accepted document to the partner, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
 
     def watch(
         self,
@@ -184,6 +230,9 @@ class Metrics:
         journal: Callable[[], JournalState] = lambda: JournalState(True, 0, 0),
     ) -> None:
         self.registry.register(_QueueCollector(machine, connections, clock, journal))
+
+    def watch_devices(self, devices: Callable[[], list[m.DeviceHealth]]) -> None:
+        self.registry.register(_DeviceCollector(devices))
 
     def call_answered(self, service: str, waited_s: float) -> None:
         self._wait.labels(service, "answered").observe(waited_s)
@@ -226,3 +275,19 @@ class Metrics:
 
     def node_lost(self) -> None:
         self._nodes_lost.inc()
+
+    def document_counted(self, outcome: str) -> None:
+        """``outcome``: received, refused, accepted, rejected, purged."""
+        self._documents.labels(outcome).inc()
+
+    def device_command(self, kind: str, outcome: str) -> None:
+        """``kind``: scan, print, cancel; ``outcome``: sent, duplicate, refused,
+        undeliverable, done, failed, cancelled, timed_out."""
+        self._device_commands.labels(kind, outcome).inc()
+
+    def upload_stored(self, size: int) -> None:
+        self._upload_bytes.inc(size)
+
+    def document_exported(self, outcome: str) -> None:
+        """``outcome``: delivered or failed (and tried again later)."""
+        self._exports.labels(outcome).inc()
