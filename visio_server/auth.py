@@ -118,6 +118,13 @@ class Authenticator:
                 raise NotAuthenticated(f"kiosk {subject!r} is not configured on this server")
             name = name or kiosk.name
             services = tuple(kiosk.services)
+        elif role == "device":
+            # A kiosk's device agent: it acts for that kiosk's scanner and printer only.
+            kiosk = self._config.kiosk(subject)
+            if kiosk is None:
+                raise NotAuthenticated(f"device of kiosk {subject!r}: no such kiosk is configured")
+            name = name or f"{kiosk.name} (device)"
+            services = ()
         elif role in ("expert", "interpreter"):
             known = self._config.expert(subject)
             if not services and known is not None:

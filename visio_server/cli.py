@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint a development JWT")
     token.add_argument("--config")
     token.add_argument("--role", required=True, choices=ROLES)
-    token.add_argument("--sub", required=True, help="kiosk id, expert id or admin id")
+    token.add_argument(
+        "--sub", required=True, help="kiosk id (kiosk or device), expert id or admin id"
+    )
     token.add_argument("--name")
     token.add_argument("--partner")
     token.add_argument("--services", help="comma-separated service ids (experts)")
@@ -192,6 +194,12 @@ def _sample_tokens(config: Config) -> list[tuple[str, str]]:
     if config.kiosks:
         kiosk = config.kiosks[0]
         samples.append((f"kiosk {kiosk.id}", mint_token(config, "kiosk", kiosk.id)))
+        samples.append(
+            (
+                f"device agent of {kiosk.id} (visio-kiosk-agent --token ...)",
+                mint_token(config, "device", kiosk.id),
+            )
+        )
     always_open = {s.id for s in config.services if s.always_open}
     experts = [e for e in config.experts if e.role == "expert"][:1]
     interpreters = [e for e in config.experts if e.role == "interpreter"]
@@ -240,7 +248,7 @@ def _token(config: Config, args: argparse.Namespace) -> int:
     admin = next((a for a in config.admins if a.id == args.sub), None)
     if args.role in ("admin", "supervisor") and admin is not None:
         claims.update(name=admin.name, partner=admin.partner)
-    if args.role == "kiosk" and config.kiosk(args.sub) is None:
+    if args.role in ("kiosk", "device") and config.kiosk(args.sub) is None:
         print(
             f"warning: kiosk {args.sub!r} is not in the configuration; the server will refuse it",
             file=sys.stderr,

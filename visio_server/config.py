@@ -166,10 +166,9 @@ class DocumentsConfig(_Section, frozen=True):
     """Wait before the second attempt; doubled at each failure, with jitter."""
     export_backoff_max_s: Positive = 3600.0
     export_timeout_s: Positive = 30.0
-    export_interval_s: Positive = 5.0
-    """How often a node looks for documents to export."""
-    purge_interval_s: Positive = 3600.0
-    """How often a node looks for documents past their retention."""
+    scan_interval_s: Positive = 60.0
+    """How often a node reads every case file with work left (a command's deadline, an
+    export, a purge): it learns its own work as it goes; this finds what others left."""
 
 
 class ServiceEntry(_Section, frozen=True):

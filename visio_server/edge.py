@@ -9,8 +9,11 @@ Rules this module keeps:
 2. The first message must be ``hello`` with a token, within ``hello_timeout_s``.
 3. Errors become ``error`` messages here and nowhere else; after an authentication
    failure, a flood, or an oversized frame the connection is closed.
-4. One live connection per kiosk or expert: a newer one replaces the older (a page
-   reload), and only the loss of the live one is reported to the call control.
+4. One live connection per kiosk, expert or kiosk device agent: a newer one replaces
+   the older (a page reload, an agent restarted), and only the loss of the live one is
+   reported to the call control (the documents glue, for an agent).
+5. Device commands, documents and consent go to the documents façade; its refusals
+   (``DocumentError``) become ``error`` messages like the others.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from signaling import messages as m
 from .auth import Authenticator, Principal
 from .calls import Desk
 from .config import Config
+from .documents.errors import DocumentError
+from .documents.service import Documents
 from .metrics import Metrics
 
 __all__ = ["Edge"]
@@ -121,11 +126,18 @@ class _Connection:
 
 class Edge:
     def __init__(
-        self, config: Config, desk: Desk, auth: Authenticator, bus: MessageBus, metrics: Metrics
+        self,
+        config: Config,
+        desk: Desk,
+        auth: Authenticator,
+        bus: MessageBus,
+        metrics: Metrics,
+        documents: Documents,
     ) -> None:
         self.config = config
         self.server = config.server
         self.desk = desk
+        self.documents = documents
         self.auth = auth
         self.bus = bus
         self.metrics = metrics
@@ -134,11 +146,19 @@ class Edge:
         self.shutting_down = False
         desk.on_moved = self._moved
         desk.on_node_lost = self._node_lost
+        documents.on_device_replaced = self._device_replaced
 
     def _moved(self, party: str, link: str) -> None:
         """The party connected through another node: this node's connection is stale."""
         conn = self._live.get(party)
         if conn is not None and conn.link != link:
+            conn.replaced = True
+            conn.close(4000, "replaced by a newer connection")
+
+    def _device_replaced(self, kiosk: str, link: str) -> None:
+        """Another node's connection took the kiosk's device from this one (``link``)."""
+        conn = self._live.get(address("device", kiosk))
+        if conn is not None and conn.link == link:
             conn.replaced = True
             conn.close(4000, "replaced by a newer connection")
 
@@ -261,7 +281,7 @@ class Edge:
             ):
                 raise NotAuthenticated("the token has expired; connect again with a new one")
             reply = await self._dispatch(conn, message)
-        except (ProtocolError, QueueError) as exc:
+        except (ProtocolError, QueueError, DocumentError) as exc:
             self._refuse(conn, exc, request_id or request_id_of(data))
             if isinstance(exc, NotAuthenticated):
                 conn.close(WSCloseCode.POLICY_VIOLATION, exc.reason[:100])
@@ -276,7 +296,10 @@ class Edge:
             conn.deliver(reply)
 
     def _refuse(
-        self, conn: _Connection, exc: ProtocolError | QueueError, request_id: str | None
+        self,
+        conn: _Connection,
+        exc: ProtocolError | QueueError | DocumentError,
+        request_id: str | None,
     ) -> None:
         details: dict[str, Any] = {k: v for k, v in exc.details.items() if v is not None}
         self.metrics.error_sent(exc.code)
@@ -330,6 +353,30 @@ class Edge:
             case m.RtcSdp() | m.RtcIce():
                 await desk.relay(principal, message)
                 return m.Ack(id=message.id) if message.id else None
+            case m.DeviceScan():
+                await self.documents.issue_scan(principal, message)
+            case m.DevicePrint():
+                await self.documents.issue_print(principal, message)
+            case m.DeviceCancel():
+                await self.documents.cancel(principal, message)
+                return m.Ack(id=message.id) if message.id else None
+            case m.DevicePage():
+                await self.documents.page(principal, message)
+                return m.Ack(id=message.id) if message.id else None
+            case m.DeviceHealthReport():
+                await self.documents.health(principal, message, conn.link)
+                return m.Ack(id=message.id) if message.id else None
+            case m.DeviceProgress():
+                await self.documents.progress(principal, message)
+                return m.Ack(id=message.id) if message.id else None
+            case m.CaseReview():
+                await self.documents.review(principal, message)
+            case m.CaseConsent():
+                return await self.documents.consent(principal, message)
+            case m.CaseShare():
+                await self.documents.share(principal, message)
+            case m.CaseWithdraw():
+                await self.documents.withdraw(principal, message)
             case m.QueueSubscribe():
                 target = (
                     "watch:*" if principal.role == "admin" else address("watch", principal.partner)
@@ -351,6 +398,8 @@ class Edge:
             party = address("expert", principal.id)
         elif principal.role == "supervisor":
             party = address("supervisor", principal.id)
+        elif principal.role == "device":
+            party = address("device", principal.id)
         if party is not None:
             previous = self._live.get(party)
             if previous is not None:
@@ -363,7 +412,9 @@ class Edge:
         now = time.time()
         expert = self.desk.expert_state(principal.id) if principal.answers_calls else None
         status, state = expert or (None, None)
-        kiosk = self.desk.kiosk_info(principal.id) if principal.role == "kiosk" else None
+        kiosk = (
+            self.desk.kiosk_info(principal.id) if principal.role in ("kiosk", "device") else None
+        )
         conn.deliver(
             m.Welcome(
                 id=hello.id,
@@ -386,6 +437,8 @@ class Edge:
             await self.desk.expert_connected(principal, conn.link)
         elif principal.role == "supervisor":
             await self.desk.supervisor_connected(principal)
+        elif principal.role == "device":
+            await self.documents.device_connected(principal, conn.link)
 
     async def _forget(self, conn: _Connection) -> None:
         for subscription in conn.subscriptions:
@@ -393,7 +446,13 @@ class Edge:
         if conn.party is None or conn.replaced or self._live.get(conn.party) is not conn:
             return
         del self._live[conn.party]
-        if not self.shutting_down and conn.principal is not None:
+        if conn.principal is not None and conn.principal.role == "device":
+            # Also at shutdown: the device registry may be shared with other nodes.
+            try:
+                await self.documents.device_lost(conn.principal, conn.link)
+            except Exception as exc:  # the registry is away: its records go stale instead
+                log.warning("could not record the loss of %s: %s", conn.party, exc)
+        elif not self.shutting_down and conn.principal is not None:
             try:
                 await self.desk.party_lost(conn.principal, conn.link)
             except QueueError as exc:

@@ -1,4 +1,5 @@
-"""HTTP routes: health, readiness, metrics, the pages, and the admin JSON API.
+"""HTTP routes: health, readiness, metrics, the pages, the admin JSON API, and the
+documents' routes (``documents.http``).
 
 Errors become JSON ``{"code", "reason"}`` in exactly one place: the middleware here.
 The OpenAPI description of these routes is ``visio_server/openapi.yaml``.
@@ -20,7 +21,9 @@ from queueing import QueueError
 from signaling import ProtocolError, protocol_schema
 
 from .auth import Principal
-from .keys import AUTH, DESK, METRICS
+from .documents.errors import DocumentError
+from .documents.http import setup_document_routes
+from .keys import AUTH, DESK, DOCUMENTS, METRICS
 
 __all__ = ["error_middleware", "setup_routes"]
 
@@ -47,6 +50,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _json_error(_STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.reason)
     except QueueError as exc:
         return _json_error(409, exc.code, exc.reason)
+    except DocumentError as exc:
+        return _json_error(exc.status, exc.code, exc.reason)
     except web.HTTPException as exc:
         if exc.content_type == "application/json" or exc.status < 400:
             raise
@@ -145,6 +150,7 @@ def setup_routes(app: web.Application, ws_handler: Handler) -> None:
     app.router.add_get("/api/admin/nodes", admin_nodes)
     app.router.add_get("/api/protocol.schema.json", schema)
     app.router.add_get("/api/openapi.yaml", openapi)
+    setup_document_routes(app, app[DOCUMENTS], _bearer)
     for route, name in _PAGES.items():
         app.router.add_get(route, _page(name))
     app.router.add_static("/static", web_client_dir(), append_version=False)

@@ -7,13 +7,15 @@ from aiohttp import web
 from .auth import Authenticator
 from .calls import Desk
 from .config import Config
+from .documents.service import Documents
 from .edge import Edge
 from .metrics import Metrics
 
-__all__ = ["AUTH", "CONFIG", "DESK", "EDGE", "METRICS"]
+__all__ = ["AUTH", "CONFIG", "DESK", "DOCUMENTS", "EDGE", "METRICS"]
 
 CONFIG = web.AppKey("config", Config)
 DESK = web.AppKey("desk", Desk)
 EDGE = web.AppKey("edge", Edge)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
+DOCUMENTS = web.AppKey("documents", Documents)

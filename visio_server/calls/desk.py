@@ -56,6 +56,7 @@ from queueing import (
     WaitEstimator,
     event_from_record,
 )
+from queueing.model import Call
 from signaling import MessageBus, address, not_cancelled
 from signaling import messages as m
 
@@ -144,6 +145,24 @@ class Desk:
     @on_moved.setter
     def on_moved(self, callback: Callable[[str, str], None]) -> None:
         self._follower.on_moved = callback
+
+    @property
+    def on_call_announced(self) -> Callable[[Call, str | None], None]:
+        """Told after each ``call.connected`` went out, with the participant it went to
+        (None: all); must not block."""
+        return self._router.on_announced
+
+    @on_call_announced.setter
+    def on_call_announced(self, callback: Callable[[Call, str | None], None]) -> None:
+        self._router.on_announced = callback
+
+    def show_devices(self, devices: Callable[[], list[m.DeviceHealth]]) -> None:
+        """Where ``queue.status`` reads the kiosks' devices from."""
+        self._views.devices = devices
+
+    def status_changed(self) -> None:
+        """Something shown in ``queue.status`` changed outside the queue: tell watchers."""
+        self._status_changed.set()
 
     @property
     def on_node_lost(self) -> Callable[[], None]:

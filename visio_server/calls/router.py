@@ -71,6 +71,9 @@ class Context(Protocol):
 
     def has_subscribers(self, target: str) -> bool: ...
 
+    def announced(self, call: Call, only: str | None) -> None:
+        """``call.connected`` went out (to ``only``, or to everyone): what follows it."""
+
 
 Handler = Callable[[Any, float, Context], Awaitable[None]]
 """Tells the parties concerned of one event, given the time it was applied at."""
@@ -290,6 +293,7 @@ async def announce_connected(ctx: Context, call: Call, now: float, only: str | N
     """Tell each participant (or ``only`` one) who is in the call and whom it offers to."""
     for target, message in ctx.rooms.connected(call, now, ctx.has_subscribers, only):
         await ctx.publish(target, message)
+    ctx.announced(call, only)
 
 
 class Router:
@@ -308,6 +312,11 @@ class Router:
         self.estimates = estimates
         self.rooms = rooms
         self.routes = routes
+        self.on_announced: Callable[[Call, str | None], None] = lambda call, only: None
+        """Told after each ``call.connected`` (the case file follows it); must not block."""
+
+    def announced(self, call: Call, only: str | None) -> None:
+        self.on_announced(call, only)
 
     async def publish(self, target: str, message: m.Message) -> None:
         await self.bus.publish_here(target, message)

@@ -45,6 +45,8 @@ class Views:
         """The ledger's machine, read anew each time: a rollback replaces it."""
         self.bus = bus
         self.rooms = rooms
+        self.devices: Callable[[], list[m.DeviceHealth]] = list
+        """The kiosks' devices, read without I/O (set by the documents glue)."""
 
     # ------------------------------------------------------------------ lookups
 
@@ -140,7 +142,17 @@ class Views:
             services=rows,
             calls=self.rooms.summaries(connected, now),
             interpreter_requests=requests,
+            devices=self._devices_serving(shown),
         )
+
+    def _devices_serving(self, services: set[ServiceId]) -> list[m.DeviceHealth]:
+        """The devices of kiosks that call one of ``services``."""
+        kiosks = self.machine().kiosks
+        return [
+            d
+            for d in self.devices()
+            if (k := kiosks.get(KioskId(d.kiosk))) is not None and services & set(k.services)
+        ]
 
     def _service_of(self, call_id: CallId) -> ServiceId | None:
         call = self.machine().call(call_id)
@@ -167,6 +179,7 @@ class Views:
                         for r in everything.interpreter_requests
                         if r.service in mine or self._service_of(CallId(r.for_call)) in mine
                     ],
+                    devices=self._devices_serving({ServiceId(s) for s in mine}),
                 ),
             )
 
