@@ -17,6 +17,8 @@ import { MediaSlot, roleOfKey } from "/static/call-media.js";
 import { textForCall } from "/static/call-text.js";
 import { CallPeople, InterpreterStatus, requestInterpreter } from "/static/call-people.js";
 import { Whisper } from "/static/call-whisper.js";
+import { documentStateText, documentsForCall } from "/static/call-documents.js";
+import { DocumentViewer } from "/static/document-viewer.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
 import { clock, countdown } from "/static/format.js";
 import { RingTone } from "/static/ringtone.js";
@@ -88,6 +90,14 @@ let answering = false;
 let stopTimers = () => {};
 let text = null;
 let whisper = null;
+let documents = null;
+const viewer = new DocumentViewer({
+  dialog: byId("document-viewer"),
+  tr,
+  getToken: () => shell.tokens.get(),
+  describe: (document) => documentStateText(tr, document),
+  onReview: (document, verdict, reason) => documents.review(document, verdict, reason),
+});
 
 function explain(error) {
   return KNOWN_ERRORS.has(error.code) ? tr.t(`console.error.${error.code}`) : error.message;
@@ -165,6 +175,8 @@ function redrawAll() {
   media.redraw();
   interpreter.draw();
   if (text) text.redraw();
+  if (documents) documents.redraw();
+  viewer.redraw();
 }
 
 // ---------------------------------------------------------------------------
@@ -280,6 +292,7 @@ function connected(message) {
   people.update([...mesh.participants.values()], mesh.you);
   startText(message, mesh.you);
   startWhisper(message);
+  startDocuments(message);
   drawCall();
   fillTransferTargets(message.transfer_targets || []);
   fillInterpreterLanguages();
@@ -365,6 +378,26 @@ function startWhisper(message) {
   });
 }
 
+// The kiosk's devices and the case file belong to the call's expert: an
+// interpreter neither scans nor judges the citizen's documents.
+function startDocuments(message) {
+  const leads = model.callRole === "expert";
+  byId("documents").hidden = !leads;
+  document.body.dataset.documents = String(leads);
+  if (!leads) {
+    if (documents) documents.close();
+    documents = null;
+    return;
+  }
+  documents = documentsForCall(documents, message, {
+    signaling,
+    tr,
+    getToken: () => shell.tokens.get(),
+    viewer,
+    say: announce,
+  });
+}
+
 function drawWhisperPanel() {
   const supervised = people.byRole("supervisor").length > 0;
   const hasLines = byId("whisper-log").childElementCount > 0;
@@ -377,6 +410,10 @@ function closeCall() {
   text = null;
   if (whisper) whisper.close();
   whisper = null;
+  if (documents) documents.close();
+  documents = null;
+  byId("documents").hidden = true;
+  delete document.body.dataset.documents;
   people.clear();
   interpreter.reset();
   model.connected = null;
