@@ -22,6 +22,10 @@ export function drawPictograms() {
     "interpreter-picto": PICTOGRAMS.interpreter,
     "ended-picto": PICTOGRAMS.check,
     "home-picto": PICTOGRAMS.home,
+    "page-more-picto": PICTOGRAMS.add_page,
+    "page-done-picto": PICTOGRAMS.check,
+    "consent-picto": PICTOGRAMS.share,
+    "have-code-picto": PICTOGRAMS.code,
   };
   for (const [id, picto] of Object.entries(placements)) byId(id).innerHTML = picto;
 }

@@ -7,6 +7,7 @@ import { PageShell } from "/static/shell.js";
 import { MediaSlot, partyKey, roleOfKey } from "/static/call-media.js";
 import { textForCall } from "/static/call-text.js";
 import { CallPeople, InterpreterStatus, requestInterpreter } from "/static/call-people.js";
+import { kioskDocumentsForCall } from "/static/kiosk-documents.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
 import { countdown } from "/static/format.js";
 import { nextOpeningText } from "/static/kiosk-wording.js";
@@ -51,6 +52,7 @@ const shell = new PageShell({
       people.draw();
       media.redraw();
       if (text) text.redraw();
+      if (documents) documents.redraw();
       interpreter.draw();
     },
   },
@@ -86,6 +88,8 @@ const media = new MediaSlot({
 visio.useMedia(() => media.mesh);
 // The real-time text of the current call.
 let text = null;
+// The scanner and printer prompts and the sharing of documents of the current call.
+let documents = null;
 
 const model = {
   services: null,
@@ -307,6 +311,7 @@ function connected(message) {
   const mesh = media.start(message);
   people.update([...mesh.participants.values()], mesh.you);
   startText(message, mesh.you);
+  documents = kioskDocumentsForCall(documents, message, { signaling, tr, say: announce });
   drawInterpreterPanel();
 }
 
@@ -327,6 +332,8 @@ function closeCall() {
   media.close();
   if (text) text.close();
   text = null;
+  if (documents) documents.close();
+  documents = null;
   people.clear();
   interpreter.reset();
   model.choosingInterpreter = false;

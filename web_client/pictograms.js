@@ -23,6 +23,13 @@ export const PICTOGRAMS = {
   text: svg('<path d="M8 10h48v32H28L16 54V42H8z"/><path d="M18 22h28M18 31h18"/>'),
   send: svg('<path d="M6 30L58 8 44 56 32 36z"/><path d="M32 36L58 8"/>'),
   interpreter: svg('<circle cx="20" cy="16" r="8"/><circle cx="46" cy="22" r="6"/><path d="M4 56V44a16 16 0 0 1 32 0v12M34 56V46a12 12 0 0 1 24 0v10"/><path d="M34 6h22v10H44l-5 5v-5h-5z"/>'),
+  // A sheet face down on a scanner's glass, the light bar under it.
+  scanner: svg('<path d="M6 38h52v16H6z"/><path d="M14 38l6-30h28l-6 30"/><path d="M14 46h36"/>'),
+  printer: svg('<path d="M16 24V6h32v18"/><rect x="6" y="24" width="52" height="22" rx="4"/><path d="M16 38h32v20H16z"/><path d="M22 46h20M22 52h14"/>'),
+  document: svg('<path d="M14 4h26l12 12v44H14z"/><path d="M40 4v12h12M22 30h22M22 38h22M22 46h14"/>'),
+  add_page: svg('<path d="M10 4h24l10 10v22"/><path d="M10 4v52h22"/><path d="M48 40v20M38 50h20"/>'),
+  share: svg('<circle cx="16" cy="32" r="8"/><circle cx="48" cy="14" r="8"/><circle cx="48" cy="50" r="8"/><path d="M23 28l18-10M23 36l18 10"/>'),
+  code: svg('<rect x="4" y="16" width="56" height="32" rx="6"/><path d="M14 32h2M26 32h2M38 32h2M50 32h2"/>'),
   listen: svg('<path d="M10 40V32a22 22 0 0 1 44 0v8"/><rect x="6" y="38" width="12" height="18" rx="4"/><rect x="46" y="38" width="12" height="18" rx="4"/>'),
 };
 
