@@ -289,7 +289,7 @@ class ExportWork:
         level = logging.ERROR if failures >= self.settings.export_max_attempts else logging.WARNING
         log.log(
             level,
-            "export of document %s failed (attempt %d): %s; next attempt in %.0f s",
+            "export of document %s failed (attempt %d): %s; next attempt in %.1f s",
             document.id,
             failures,
             error,
