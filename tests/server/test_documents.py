@@ -12,15 +12,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 from PIL import Image
 
 from tests.support import EXPERT_CAF, JsonClient, RunningServer, start_server, write_test_config
+from visio_server.cli import _sample_tokens
+from visio_server.config import load_config
 from visio_server.keys import DOCUMENTS
 
 Connect = Callable[..., Awaitable[JsonClient]]
@@ -848,3 +853,21 @@ async def test_documents_are_purged_at_the_end_of_their_retention(tmp_path: Path
         for client in clients:
             await client.close()
         await running.stop()
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def test_the_command_line_mints_device_tokens_and_serve_prints_one(tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "visio_server.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    minted = cli("token", "--role", "device", "--sub", "borne-argenton")
+    assert minted.returncode == 0 and minted.stderr == "", minted.stderr
+    claims = jwt.decode(minted.stdout.strip(), options={"verify_signature": False})
+    assert (claims["role"], claims["sub"]) == ("device", "borne-argenton")
+    stray = cli("token", "--role", "device", "--sub", "borne-nulle-part")
+    assert stray.returncode == 0 and "not in the configuration" in stray.stderr
+    labels = [label for label, _ in _sample_tokens(load_config())]
+    assert any(label.startswith("device agent of borne-argenton") for label in labels)
