@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,7 @@ import jwt
 import pytest
 from PIL import Image
 
+from tests.server.test_metrics import samples, scrape
 from tests.support import EXPERT_CAF, JsonClient, RunningServer, start_server, write_test_config
 from visio_server.cli import _sample_tokens
 from visio_server.config import load_config
@@ -871,3 +873,36 @@ def test_the_command_line_mints_device_tokens_and_serve_prints_one(tmp_path: Pat
     assert stray.returncode == 0 and "not in the configuration" in stray.stderr
     labels = [label for label, _ in _sample_tokens(load_config())]
     assert any(label.startswith("device agent of borne-argenton") for label in labels)
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+async def test_documents_and_commands_are_counted_and_promtool_accepts_them(
+    server: RunningServer, connect: Connect, http: Http
+) -> None:
+    _kiosk, expert, _device, call, document = await scanned_document(connect, http)
+    await expert.request({"type": "device.scan", "call": call, "key": KEY})  # a repeat
+    review = {"type": "case.review", "call": call, "document": document["id"]}
+    await expert.request({**review, "verdict": "accepted"})
+    await http.upload(call, expert_token(server), b"not a document at all")
+    found = samples(await scrape(server))
+    assert found[("visio_documents_total", (("outcome", "received"),))] == 1
+    assert found[("visio_documents_total", (("outcome", "accepted"),))] == 1
+    assert found[("visio_documents_total", (("outcome", "refused"),))] == 1
+    assert found[("visio_document_upload_bytes_total", ())] == document["bytes"]
+    for outcome in ("sent", "done", "duplicate"):
+        assert found[("visio_device_commands_total", (("kind", "scan"), ("outcome", outcome)))] == 1
+    assert found[("visio_device_agents", ())] == 1
+    assert found[("visio_device_parts_ready", (("part", "printer"),))] == 1
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by scripts/test.sh (Debian package prometheus)"
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=await scrape(server),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -161,7 +161,10 @@ class HttpExporter:
     async def export(self, item: ExportItem) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        data = await asyncio.to_thread(item.path.read_bytes)
+        try:
+            data = await asyncio.to_thread(item.path.read_bytes)
+        except OSError as exc:
+            raise ExportFailed(f"cannot read {item.path.name}: {exc.strerror or exc}") from None
         form = aiohttp.FormData()
         form.add_field(
             "metadata",

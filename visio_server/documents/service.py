@@ -77,6 +77,9 @@ _DAY_S = 86400.0
 _DEVICE_REFRESH_S = 2.0
 _DEADLINE_RETRY_S = 5.0
 _ANNOUNCED_BACKLOG = 10_000
+_ABANDONED_S = 3600.0
+"""A temporary upload file untouched this long was left by a process that died (one
+being received is written to as its bytes arrive)."""
 _SERVER_STATES = ("timed_out", "undeliverable")
 _DEFAULT_TITLE = {"scan": "Document scanné", "upload": "Document"}
 _NOT_ARRIVED = frozenset({DocumentState.REQUESTED, DocumentState.SCANNED})
@@ -166,7 +169,10 @@ class Documents:
     async def run(self) -> None:
         """The schedules, the announcement worker and the device heartbeat; runs until
         cancelled."""
-        await self._scan_store()
+        try:
+            await self._scan_store()
+        except Exception:  # the store is away: the periodic read will catch up
+            log.exception("could not read the case files with work left")
         async with asyncio.TaskGroup() as group:
             group.create_task(self.deadlines.run())
             group.create_task(self.purges.run())
@@ -199,9 +205,7 @@ class Documents:
             await asyncio.sleep(self.settings.scan_interval_s)
             try:
                 await self._scan_store()
-                await asyncio.to_thread(
-                    self.blobs.sweep_temporary, self.settings.scan_interval_s * 10, self.clock()
-                )
+                await asyncio.to_thread(self.blobs.sweep_temporary, _ABANDONED_S, self.clock())
             except Exception:
                 log.exception("could not read the case files with work left")
 
