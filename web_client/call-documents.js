@@ -26,7 +26,7 @@ import { uploadDocument } from "/static/documents-http.js";
 
 const OWN_FILE = "__own_file__";
 // Finished commands kept in sight, newest first.
-const KEPT_FINISHED = 4;
+const KEPT_FINISHED = 3;
 const KNOWN_ERRORS = new Set([
   "device_unavailable", "not_in_call", "not_your_call", "unknown_document", "unknown_command",
   "invalid_command", "forbidden", "disconnected", "timeout", "too_large", "unsupported_type",
@@ -438,8 +438,8 @@ export class DocumentsPanel {
     const settings = command.settings;
     if (!settings) return tr.t("documents.command.scan_plain");
     return tr.t("documents.command.scan", {
-      source: tr.t(`documents.scan.source_${settings.source}`),
-      color: tr.t(`documents.scan.color_${settings.color}`),
+      source: tr.t(`documents.scan.source_${settings.source}`).toLocaleLowerCase(tr.language),
+      color: tr.t(`documents.scan.color_${settings.color}`).toLocaleLowerCase(tr.language),
       resolution: settings.resolution,
       pages: tr.t(settings.multipage ? "documents.command.several_pages" : "documents.command.one_page"),
     });
@@ -496,9 +496,9 @@ export class DocumentsPanel {
     row.dataset.state = state;
     setText(row.querySelector(".command-label"), this.commandLabel(command));
     setText(row.querySelector(".command-text"), this.commandText(command));
-    // A command that stopped short has no progress left to show.
+    // A finished command says how it ended in words; its bar has nothing left to show.
     const bar = row.querySelector("progress");
-    bar.hidden = Boolean(command.sendError) || (isFinished(command.state) && command.state !== "done");
+    bar.hidden = Boolean(command.sendError) || isFinished(command.state);
     const fraction = progressFraction(command);
     if (fraction === null) bar.removeAttribute("value");
     else bar.value = fraction;

@@ -328,8 +328,9 @@ export class KioskDocuments {
   drawShare() {
     const el = this.elements;
     const tr = this.tr;
+    // Accepted documents of this call (exported ones were accepted first).
     const accepted = [...this.documents.values()].some(
-      (document) => document.state === "accepted" && document.origin !== "shared",
+      (document) => ["accepted", "exported"].includes(document.state) && document.origin !== "shared",
     );
     const given = this.consent && Boolean(this.code);
     el["consent-button"].hidden = given || !accepted;
