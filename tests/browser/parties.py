@@ -105,11 +105,13 @@ async def open_kiosk(
     )
 
 
-async def open_expert(browser: Browser, server: Any) -> Party:
+async def open_expert(
+    browser: Browser, server: Any, viewport: dict[str, int] | None = None
+) -> Party:
     token = server.token(
         "expert", "expert-1", services=["caf"], name="Camille Expert", partner="caf"
     )
-    expert = await open_party(browser, f"{server.url}/expert", token)
+    expert = await open_party(browser, f"{server.url}/expert", token, viewport)
     # The status buttons appear with the welcome: the expert is signed in (on break),
     # so a call to its service waits in the queue instead of being refused.
     await expect(expert.page.get_by_test_id("status-available")).to_be_visible()
@@ -127,6 +129,19 @@ async def queue_a_call(kiosk: Party) -> None:
     await page.get_by_test_id("beneficiary-input").fill(BENEFICIARY)
     await page.get_by_test_id("call-button").click()
     await kiosk.state_is("waiting")
+
+
+async def answer_call(kiosk: Party, expert: Party) -> str:
+    """The kiosk's queued call is answered by the expert (signed in, on a break); both
+    pages are then in the call, whose id is returned."""
+    await expert.page.get_by_test_id("status-available").click()
+    await expert.state_is("offered")
+    await expert.page.get_by_test_id("accept-button").click()
+    await expert.state_is("in_call")
+    await kiosk.state_is("in_call")
+    call: str = await kiosk.page.evaluate("window.visio.call")
+    assert call and call == await expert.page.evaluate("window.visio.call")
+    return call
 
 
 async def assert_accessible(party: Party, where: str) -> None:
