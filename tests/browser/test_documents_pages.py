@@ -252,7 +252,8 @@ async def test_expert_scans_reviews_and_prints_at_the_kiosk(
     # 3. The viewer shows the scan as images fetched with the token in a header.
     await open_in_viewer(expert, proof)
     await expect(console.get_by_test_id("viewer-page")).to_have_text("Page 1 sur 2")
-    await console.get_by_test_id("viewer-next").click()
+    # The page turns from the keyboard as well as with the buttons.
+    await console.get_by_test_id("viewer-canvas").press("ArrowRight")
     await expect(console.get_by_test_id("viewer-page")).to_have_text("Page 2 sur 2")
     await expect(console.get_by_test_id("document-viewer")).to_have_attribute("data-page", "2")
     await console.wait_for_function(IMAGE_SHOWN)
