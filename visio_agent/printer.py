@@ -26,6 +26,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import cups
 
+from signaling import not_cancelled
 from signaling.messages import DevicePart
 
 from .errors import PrinterFailure
@@ -201,6 +202,7 @@ class Printer:
         deadline = loop.time() + timeout_s
         last_impressions = -1
         while True:
+            not_cancelled()  # a cancelled wait never goes round again (see signaling.bus)
             status = await self.status(job)
             if status.completed:
                 return status

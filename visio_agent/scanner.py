@@ -15,6 +15,12 @@ Rules this module keeps:
 4. SANE's errors become ``ScannerFailure`` with SANE's own words ("Document feeder out
    of documents") and the status they stand for: the feeder running empty ends a
    feeder batch, and is a failure only when not a single sheet was fed.
+5. SIGPIPE stays ignored, as Python wants it. libsane's thread helper sets it back to
+   SIG_DFL at the end of every scan (it takes for granted that it was the one ignoring
+   it), after which a write to a closed socket would kill the agent. The SANE thread,
+   and the reader threads it starts, block SIGPIPE; after every SANE call the event
+   loop's (main) thread ignores it again; the command line also blocks it in the main
+   thread before any thread starts (``block_sigpipe``), which closes the gap.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +47,7 @@ __all__ = [
     "OptionValue",
     "ScannedPage",
     "Scanner",
+    "block_sigpipe",
     "choose_mode",
     "choose_resolution",
     "choose_source",
@@ -166,6 +175,18 @@ def parse_option(text: str) -> tuple[str, OptionValue]:
     return name.strip().replace("-", "_"), value
 
 
+def block_sigpipe() -> None:
+    """Block SIGPIPE in the calling thread (and the threads it starts): a write to a
+    closed socket or pipe then fails with EPIPE, whatever libsane did to the handler."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+
+
+def _ignore_sigpipe_again() -> None:
+    # Only the main thread may set handlers; elsewhere the blocked mask protects.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
 def _failure(exc: BaseException) -> ScannerFailure:
     text = str(exc) or type(exc).__name__
     return ScannerFailure(text, status=_STATUS_BY_TEXT.get(text, ""))
@@ -181,11 +202,14 @@ class Scanner:
     ) -> None:
         self._wanted = device
         self._options = dict(options or {})
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sane")
+        self._thread = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sane", initializer=block_sigpipe
+        )
         self._initialised = False
         self._device: Any = None
         self._name: str | None = None
         self._busy = False
+        self._closed = False
         self._last_problem = ""
 
     @property
@@ -239,7 +263,10 @@ class Scanner:
                 log.debug("sane_cancel: %s", exc)
 
     async def close(self) -> None:
-        """Close the device and SANE, then stop the worker thread."""
+        """Close the device and SANE, then stop the worker thread (once)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             await self._run(self._close)
         finally:
@@ -249,7 +276,10 @@ class Scanner:
 
     async def _run(self, function: Callable[..., R], *args: object) -> R:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, function, *args)
+        try:
+            return await loop.run_in_executor(self._thread, function, *args)
+        finally:
+            _ignore_sigpipe_again()
 
     def _open(self) -> Any:
         if self._device is not None:
