@@ -10,7 +10,7 @@
 // 3. The case file is keyed by document id; a `case.document` replaces the
 //    document it names, a `case.file` replaces the whole list.
 
-export const FINISHED_STATES = new Set(["done", "failed", "cancelled", "timed_out", "undeliverable"]);
+const FINISHED_STATES = new Set(["done", "failed", "cancelled", "timed_out", "undeliverable"]);
 
 // The order in which a command's states follow each other (rule 2).
 const STATE_ORDER = ["sent", "queued", "scanning", "waiting_page", "uploading", "printing"];

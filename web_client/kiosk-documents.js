@@ -17,7 +17,7 @@
 // kiosk.html.
 
 import { byId } from "/static/dom.js";
-import { isFinished, progressFraction } from "/static/documents-model.js";
+import { CaseDocuments, isFinished, moves, progressFraction } from "/static/documents-model.js";
 import { PICTOGRAMS } from "/static/pictograms.js";
 
 // How long the end of a command or a verdict stays on the screen.
@@ -59,13 +59,14 @@ export class KioskDocuments {
     Object.assign(this, { signaling, call, tr, say, elements });
     this.commands = new Map();
     this.event = null;
-    this.documents = new Map();
+    this.documents = new CaseDocuments();
     this.consent = false;
     this.code = "";
     this.entering = false;
     this.shareError = null;
     this.shareNotice = null;
-    this.answering = false;
+    // The waiting page already answered ("<key>:<page>"), rule 3.
+    this.answered = null;
     this.hideTimer = null;
     this.closed = false;
     this.unsubscribe = [
@@ -103,10 +104,9 @@ export class KioskDocuments {
   progressed(message) {
     if (this.closed || message.call !== this.call) return;
     const known = this.commands.get(message.key);
-    if (known && isFinished(known.state)) return;
+    if (!moves(known, message)) return;
     const command = { ...message, kind: message.kind || (known && known.kind) || "scan", at: performance.now() };
     this.commands.set(message.key, command);
-    if (command.state !== "waiting_page") this.answering = false;
     if (isFinished(command.state)) this.remember({ type: "command", command });
     this.draw();
     this.say(this.promptWords().title);
@@ -115,8 +115,7 @@ export class KioskDocuments {
   documentChanged(message) {
     if (this.closed || message.call !== this.call) return;
     const document = message.document;
-    const before = this.documents.get(document.id);
-    this.documents.set(document.id, document);
+    const before = this.documents.update(document);
     const judged = (document.state === "accepted" || document.state === "rejected") && (!before || before.state !== document.state);
     if (judged && document.origin !== "shared") {
       this.remember({ type: "verdict", document });
@@ -127,7 +126,7 @@ export class KioskDocuments {
 
   fileReceived(message) {
     if (this.closed || message.call !== this.call) return;
-    this.documents = new Map((message.documents || []).map((document) => [document.id, document]));
+    this.documents.replace(message.documents);
     this.consent = Boolean(message.consent);
     this.code = message.share_code || "";
     this.draw();
@@ -148,14 +147,14 @@ export class KioskDocuments {
   // Rule 3.
   async answerPage(more) {
     const waiting = this.waitingCommand();
-    if (!waiting || this.answering) return;
-    this.answering = true;
+    if (!waiting || this.answered === pageOf(waiting)) return;
+    this.answered = pageOf(waiting);
     this.draw();
     try {
       await this.signaling.request("device.page", { call: this.call, key: waiting.key, more });
     } catch (error) {
       console.warn("device.page refused", error);
-      this.answering = false;
+      this.answered = null;
       this.draw();
     }
   }
@@ -320,8 +319,9 @@ export class KioskDocuments {
     if (prompt.progress === null || prompt.progress === undefined) bar.removeAttribute("value");
     else bar.value = prompt.progress;
     el["document-page-buttons"].hidden = !prompt.pages;
+    const waiting = this.waitingCommand();
     for (const id of ["page-more", "page-done"]) {
-      el[id].setAttribute("aria-disabled", String(this.answering));
+      el[id].setAttribute("aria-disabled", String(this.answered === pageOf(waiting)));
     }
   }
 
@@ -329,7 +329,7 @@ export class KioskDocuments {
     const el = this.elements;
     const tr = this.tr;
     // Accepted documents of this call (exported ones were accepted first).
-    const accepted = [...this.documents.values()].some(
+    const accepted = this.documents.list().some(
       (document) => ["accepted", "exported"].includes(document.state) && document.origin !== "shared",
     );
     const given = this.consent && Boolean(this.code);
@@ -367,6 +367,10 @@ export class KioskDocuments {
     el["consent-button"].hidden = true;
     el["have-code-button"].hidden = false;
   }
+}
+
+function pageOf(command) {
+  return command ? `${command.key}:${command.page || 0}` : null;
 }
 
 // A code read out one character at a time ("K 7 M 2..."): a screen reader would
