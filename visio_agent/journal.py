@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
@@ -73,7 +74,8 @@ class Entry(msgspec.Struct, kw_only=True):
 
 
 class Journal:
-    """The spool directory: ``commands.json``, ``scans/``, ``pages/``, ``prints/``."""
+    """The spool directory: ``commands.json``, ``scans/<key>.pdf``, ``pages/<key>/``,
+    ``prints/<key>.bin``."""
 
     def __init__(self, spool: Path) -> None:
         self.spool = spool
@@ -129,14 +131,17 @@ class Journal:
         return self.spool / "scans" / f"{key}.pdf"
 
     def page_path(self, key: str, number: int) -> Path:
-        return self.spool / "pages" / f"{key}-{number}.png"
+        """Pages of a scan in the making, in a folder of the key's own (keys may hold
+        ``-``: a shared prefix must not mix two scans)."""
+        folder = self.spool / "pages" / key
+        folder.mkdir(exist_ok=True)
+        return folder / f"{number}.png"
 
     def print_path(self, key: str) -> Path:
         return self.spool / "prints" / f"{key}.bin"
 
     def drop_pages(self, key: str) -> None:
-        for page in (self.spool / "pages").glob(f"{key}-*.png"):
-            page.unlink(missing_ok=True)
+        shutil.rmtree(self.spool / "pages" / key, ignore_errors=True)
 
     def _write(self) -> None:
         path = self.spool / _JOURNAL

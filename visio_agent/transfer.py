@@ -9,6 +9,7 @@ only the server's final no (a 4xx it will repeat) is ``ServerRefused``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import unicodedata
 from pathlib import Path
@@ -137,7 +138,11 @@ async def download_document(
                     )
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
         raise TransferInterrupted(f"download interrupted: {exc or type(exc).__name__}") from exc
-    partial = dest.with_name(dest.name + ".part")
-    partial.write_bytes(bytes(data))
-    partial.replace(dest)
+    await asyncio.to_thread(_write_whole, dest, bytes(data))
     return len(data)
+
+
+def _write_whole(dest: Path, data: bytes) -> None:
+    partial = dest.with_name(dest.name + ".part")
+    partial.write_bytes(data)
+    partial.replace(dest)
