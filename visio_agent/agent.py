@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -104,8 +105,9 @@ class AgentSettings:
     keepalive_s: float = 30.0
     """A command with no news for this long is told again (the server's command
     timeout is longer)."""
-    page_wait_s: float = 900.0
-    """How long a multi-page scan waits for the citizen's next page."""
+    page_wait_s: float = 300.0
+    """How long a multi-page scan waits for the citizen's next page (holding the
+    scanner: another scan waits behind it)."""
     print_timeout_s: float = 180.0
     download_attempts: int = 5
     max_pages: int = 100
@@ -408,6 +410,7 @@ class Agent:
                 # Told again by the health pump, which flushes untold progress.
                 self._untold[known.key] = self._progress_of(known)
             return
+        self.journal.prune(time.time(), self.settings.keep_keys_s)
         entry = Entry(
             key=command.key,
             call=command.call,
@@ -639,7 +642,8 @@ class Agent:
     async def _download(self, running: _Running) -> None:
         entry = running.entry
         assert self._http is not None
-        url = server_path(self.settings.server, f"/api/documents/{entry.document}/content")
+        document = quote(entry.document, safe="")
+        url = server_path(self.settings.server, f"/api/documents/{document}/content")
         for attempt in range(self.settings.download_attempts):
             try:
                 await self._unless_cancelled(

@@ -26,6 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "devices: real SANE test backend and a private cupsd (tests/agent)"
     )
+    config.addinivalue_line(
+        "markers", "command_timeout(s): the server's device command timeout in agent tests"
+    )
 
 
 def _set_env(name: str, value: str) -> str | None:

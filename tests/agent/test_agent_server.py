@@ -25,7 +25,7 @@ import pytest
 from signaling import address
 from signaling.messages import DeviceCommand, ScanSettings
 from tests.agent.agents import RunningAgent, fast_settings, run_agent
-from tests.agent.conftest import KIOSK_PRINTER
+from tests.agent.conftest import BROKEN_PRINTER, KIOSK_PRINTER
 from tests.agent.devices import PrivateCups
 from tests.agent.proxy import CuttableLink
 from tests.server.test_documents import (
@@ -52,9 +52,12 @@ SLOW_SCANNER: dict[str, OptionValue] = {"read_delay": True, "read_delay_duration
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """Uploads unpaced by default (the agent's own pace is set where a test needs it)."""
-    running = await documents_server(tmp_path, upload_kbps=100_000, command_timeout_s=60)
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
+    """Uploads unpaced by default (the agent's own pace is set where a test needs it);
+    commands time out after 60 s, or what ``@pytest.mark.command_timeout(s)`` says."""
+    marker = request.node.get_closest_marker("command_timeout")
+    timeout = marker.args[0] if marker else 60
+    running = await documents_server(tmp_path, upload_kbps=100_000, command_timeout_s=timeout)
     yield running
     await running.stop()
 
@@ -88,13 +91,14 @@ async def start_agent(
         *,
         spool: Path | None = None,
         scanner_options: dict[str, OptionValue] | None = None,
+        printer: str = kiosk_printer,
         **settings: Any,
     ) -> RunningAgent:
         token = server.token("device", "kiosk-1")
         running = await run_agent(
             fast_settings(url or server.url, token, **settings),
             spool or tmp_path / "spool",
-            printer=Printer(kiosk_printer, server=cups_server.server),
+            printer=Printer(printer, server=cups_server.server),
             scanner_options=scanner_options,
         )
         started.append(running)
@@ -384,6 +388,40 @@ async def test_a_print_command_prints_every_copy_of_the_document(
             changed = await expert.expect("case.document", call=call)
             if changed["document"]["printed_copies"] == 2:
                 break
+
+
+async def test_a_print_the_printer_cannot_finish_is_cancelled_and_fails(
+    server: RunningServer, connect: Connect, http: Http, start_agent: StartAgent
+) -> None:
+    # kiosk-broken cannot write its output: CUPS stops the job and would keep it.
+    await start_agent(printer=BROKEN_PRINTER, print_timeout_s=1.5)
+    _kiosk, expert, call = await connected_caf_call(connect)
+    await devices_ready(expert)
+    status, uploaded = await http.upload(call, expert_token(server), pdf_bytes(1), key="to-print-2")
+    assert status == 201, uploaded
+    key = "agent-print-0002"
+    request = {"type": "device.print", "call": call, "key": key, "document": uploaded["id"]}
+    assert (await expert.request(request))["type"] == "ack"
+    failed = (await progress_until(expert, key, "failed"))[-1]
+    assert "did not finish the job" in failed["reason"]
+
+
+@pytest.mark.command_timeout(1.0)
+async def test_a_command_waiting_for_the_citizen_stays_alive_past_the_server_timeout(
+    server: RunningServer, connect: Connect, http: Http, start_agent: StartAgent
+) -> None:
+    await start_agent(keepalive_s=0.3)
+    kiosk, expert, call = await connected_caf_call(connect)
+    await devices_ready(expert)
+    await scan(expert, call, multipage=True, resolution=75)
+    await progress_until(kiosk, KEY, "waiting_page")
+    await asyncio.sleep(2.5)  # the citizen takes her time; the server gives up after 1 s
+    reply = await kiosk.request({"type": "device.page", "call": call, "key": KEY, "more": False})
+    assert reply["type"] == "ack", reply
+    states = [p["state"] for p in await progress_until(expert, KEY, "done")]
+    assert "timed_out" not in states
+    [document] = await documents_of(http, server, call)
+    assert document["state"] == "received"
 
 
 async def test_the_printers_health_reaches_the_call(
