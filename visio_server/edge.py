@@ -146,7 +146,7 @@ class Edge:
         self.shutting_down = False
         desk.on_moved = self._moved
         desk.on_node_lost = self._node_lost
-        documents.on_device_replaced = self._device_replaced
+        documents.agents.on_replaced = self._device_replaced
 
     def _moved(self, party: str, link: str) -> None:
         """The party connected through another node: this node's connection is stale."""
@@ -354,29 +354,29 @@ class Edge:
                 await desk.relay(principal, message)
                 return m.Ack(id=message.id) if message.id else None
             case m.DeviceScan():
-                await self.documents.issue_scan(principal, message)
+                await self.documents.commands.scan(principal, message)
             case m.DevicePrint():
-                await self.documents.issue_print(principal, message)
+                await self.documents.commands.print(principal, message)
             case m.DeviceCancel():
-                await self.documents.cancel(principal, message)
+                await self.documents.commands.cancel(principal, message)
                 return m.Ack(id=message.id) if message.id else None
             case m.DevicePage():
-                await self.documents.page(principal, message)
+                await self.documents.commands.page(principal, message)
                 return m.Ack(id=message.id) if message.id else None
             case m.DeviceHealthReport():
-                await self.documents.health(principal, message, conn.link)
+                await self.documents.agents.report(principal, message, conn.link)
                 return m.Ack(id=message.id) if message.id else None
             case m.DeviceProgress():
-                await self.documents.progress(principal, message)
+                await self.documents.commands.progress(principal, message)
                 return m.Ack(id=message.id) if message.id else None
             case m.CaseReview():
-                await self.documents.review(principal, message)
+                await self.documents.decisions.review(principal, message)
             case m.CaseConsent():
-                return await self.documents.consent(principal, message)
+                return await self.documents.decisions.consent(principal, message)
             case m.CaseShare():
-                await self.documents.share(principal, message)
+                await self.documents.decisions.share(principal, message)
             case m.CaseWithdraw():
-                await self.documents.withdraw(principal, message)
+                await self.documents.decisions.withdraw(principal, message)
             case m.QueueSubscribe():
                 target = (
                     "watch:*" if principal.role == "admin" else address("watch", principal.partner)
@@ -438,7 +438,7 @@ class Edge:
         elif principal.role == "supervisor":
             await self.desk.supervisor_connected(principal)
         elif principal.role == "device":
-            await self.documents.device_connected(principal, conn.link)
+            await self.documents.agents.connected(principal, conn.link)
 
     async def _forget(self, conn: _Connection) -> None:
         for subscription in conn.subscriptions:
@@ -449,7 +449,7 @@ class Edge:
         if conn.principal is not None and conn.principal.role == "device":
             # Also at shutdown: the device registry may be shared with other nodes.
             try:
-                await self.documents.device_lost(conn.principal, conn.link)
+                await self.documents.agents.lost(conn.principal, conn.link)
             except Exception as exc:  # the registry is away: its records go stale instead
                 log.warning("could not record the loss of %s: %s", conn.party, exc)
         elif not self.shutting_down and conn.principal is not None:

@@ -150,7 +150,7 @@ def setup_routes(app: web.Application, ws_handler: Handler) -> None:
     app.router.add_get("/api/admin/nodes", admin_nodes)
     app.router.add_get("/api/protocol.schema.json", schema)
     app.router.add_get("/api/openapi.yaml", openapi)
-    setup_document_routes(app, app[DOCUMENTS], _bearer)
+    setup_document_routes(app, app[DOCUMENTS].library, _bearer)
     for route, name in _PAGES.items():
         app.router.add_get(route, _page(name))
     app.router.add_static("/static", web_client_dir(), append_version=False)

@@ -16,7 +16,7 @@ from aiohttp import web
 from ..auth import Principal
 from .errors import DocumentError
 from .formats import MAX_WIDTH
-from .service import Documents
+from .library import Library
 
 __all__ = ["Bearer", "setup_document_routes"]
 
@@ -27,21 +27,21 @@ Bearer = Callable[[web.Request], Awaitable[Principal]]
 """The principal behind a request's ``Authorization: Bearer`` header."""
 
 
-def setup_document_routes(app: web.Application, documents: Documents, bearer: Bearer) -> None:
+def setup_document_routes(app: web.Application, library: Library, bearer: Bearer) -> None:
     async def upload(request: web.Request) -> web.Response:
         principal = await bearer(request)
-        info, created = await documents.upload(principal, request.match_info["call"], request)
+        info, created = await library.upload(principal, request.match_info["call"], request)
         return web.json_response(msgspec.to_builtins(info), status=201 if created else 200)
 
     async def case_file(request: web.Request) -> web.Response:
         principal = await bearer(request)
-        case, infos = await documents.case_file(principal, request.match_info["call"])
+        case, infos = await library.case_file(principal, request.match_info["call"])
         return web.json_response({"case": case, "documents": msgspec.to_builtins(infos)})
 
     async def content(request: web.Request) -> web.StreamResponse:
         principal = await bearer(request)
-        readable = await documents.readable(principal, request.match_info["doc"])
-        await documents.opened(principal, readable)
+        readable = await library.readable(principal, request.match_info["doc"])
+        await library.opened(principal, readable)
         document = readable.document
         extension = readable.path.suffix
         return web.FileResponse(
@@ -58,8 +58,8 @@ def setup_document_routes(app: web.Application, documents: Documents, bearer: Be
         principal = await bearer(request)
         number = _integer(request.match_info["n"], "page")
         width = _integer(request.query.get("width", str(_DEFAULT_WIDTH)), "width")
-        readable = await documents.readable(principal, request.match_info["doc"])
-        png = await documents.page_png(readable, number, max(_MIN_WIDTH, min(width, MAX_WIDTH)))
+        readable = await library.readable(principal, request.match_info["doc"])
+        png = await library.page_png(readable, number, max(_MIN_WIDTH, min(width, MAX_WIDTH)))
         return web.Response(
             body=png,
             content_type="image/png",
