@@ -67,6 +67,7 @@ RECORD_PROMPTS = """() => {
     .observe(title, { subtree: true, childList: true, characterData: true });
   window.promptsSeen = seen;
 }"""
+SHARE_CODE = re.compile(r"^[A-Z0-9]{6,12}$")
 # The print form's choice of a file from the expert's computer (call-documents.js).
 OWN_FILE = "__own_file__"
 IMAGE_SHOWN = """() => {
@@ -333,22 +334,53 @@ async def test_expert_scans_reviews_and_prints_at_the_kiosk(
     assert len(cups_server.completed_jobs().strip().splitlines()) >= 2
     await console.screenshot(path=tmp_path / "console-case-file.png")
 
-    # 7. Tell it once: the citizen agrees to reuse the accepted documents, sees the
-    # code, and takes the agreement back.
+    # 7. Tell it once: the citizen agrees to reuse the accepted documents and sees the
+    # code; takes the agreement back (that code stops working); agrees again.
     await screen.get_by_test_id("consent-button").click()
     code = screen.get_by_test_id("share-code")
-    await expect(code).to_have_text(re.compile(r"^[A-Z0-9]{6,12}$"))
+    await expect(code).to_have_text(SHARE_CODE)
+    withdrawn = await code.text_content()
     await screen.screenshot(path=tmp_path / "kiosk-share-code.png")
     await assert_accessible(kiosk, "kiosk showing its sharing code")
     await screen.get_by_test_id("withdraw-button").click()
     await expect(screen.get_by_test_id("share-notice")).to_contain_text("retiré")
     await expect(code).to_be_hidden()
+    await screen.get_by_test_id("consent-button").click()
+    await expect(code).to_have_text(SHARE_CODE)
+    given = await code.text_content()
+    assert withdrawn and given
 
-    # Nothing of the documents stays on the console once the call is over.
+    # Nothing of the documents stays on either page once the call is over.
     await console.get_by_test_id("hangup-button").click()
     await expert.state_is("wrap_up")
     assert await console.locator("#case-documents .document").count() == 0
     await kiosk.state_is("ended")
     await expect(screen.get_by_test_id("document-prompt")).to_be_hidden()
+    await expect(screen.get_by_test_id("case-share")).to_be_hidden()
+
+    # 8. At the next call the citizen types the code: the accepted document is offered
+    # to the expert as a shared one; the withdrawn code is refused.
+    await console.get_by_test_id("wrapup-reason-0").check()
+    await console.get_by_test_id("wrapup-submit").click()
+    await expert.state_is("idle")
+    # The thank-you screen gives the kiosk back to the next visitor by itself.
+    await kiosk.state_is("home", within_ms=15_000)
+    await queue_a_call(kiosk)
+    await answer_call(kiosk, expert)
+    await expect(console.locator("#case-documents .document")).to_have_count(0)
+    await screen.get_by_test_id("have-code-button").click()
+    await screen.get_by_test_id("share-input").fill(withdrawn)
+    await screen.get_by_test_id("share-submit").click()
+    await expect(screen.locator("#share-error")).to_contain_text("pas reconnu")
+    await screen.get_by_test_id("share-input").fill(given.lower())
+    await screen.get_by_test_id("share-submit").click()
+    await expect(screen.get_by_test_id("share-notice")).to_contain_text("voit maintenant")
+    shared = document_row(expert, "Avis d'imposition")
+    await expect(shared).to_contain_text("partagé")
+    await expect(console.get_by_test_id("case-empty")).to_be_hidden()
+    await assert_accessible(kiosk, "kiosk after typing a sharing code")
+    await console.screenshot(path=tmp_path / "console-shared.png")
+    await screen.screenshot(path=tmp_path / "kiosk-shared.png")
+
     assert device_agent.process.returncode is None, device_agent.output()
     assert_no_page_errors(kiosk, expert)
