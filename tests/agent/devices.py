@@ -9,12 +9,14 @@ stopped by its PID.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 __all__ = ["A4_OPTION", "PrivateCups", "free_port", "write_sane_config"]
 
 A4_OPTION = "media=iso_a4_210x297mm"
+_PR_SET_PDEATHSIG = 1
 
 _TEST_CONF = """\
 number_of_devices 2
@@ -50,6 +53,13 @@ tl_y 0.0
 br_x 80.0
 br_y 100.0
 """
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, so a killed test
+    run leaves no cupsd behind (Linux ``PR_SET_PDEATHSIG``)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -131,6 +141,7 @@ class PrivateCups:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + 20
