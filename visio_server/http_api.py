@@ -34,7 +34,7 @@ _PAGES = {
     "/interpreter": "expert.html",
     "/admin": "admin.html",
 }
-_STATUS_OF_CODE = {"not_authenticated": 401, "forbidden": 403}
+_STATUS_OF_CODE = {"not_authenticated": 401, "forbidden": 403, "service_unavailable": 503}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -184,7 +184,7 @@ class Library:
                     state=command.state.value,
                 )
             return _Destination(case, "scan", key, title or command.title or _DEFAULT_TITLE["scan"])
-        if principal.role == "expert":
+        if principal.answers_calls:  # the call's expert (an interpreter may be one)
             call = expert_call(self.teller.machine(), principal, call_id)
             case = await self.book.open_for(call, self.clock())
             kept = f"upload-{key}" if key else ""
@@ -260,7 +260,7 @@ class Library:
     async def opened(self, principal: Principal, readable: Readable) -> None:
         """The bytes were read: the call's expert's first reading marks it viewed."""
         document = readable.document
-        if principal.role != "expert" or document.state is not DocumentState.RECEIVED:
+        if not principal.answers_calls or document.state is not DocumentState.RECEIVED:
             return
         call = self.teller.live(document.call)
         if call is None or call.expert != principal.id:
