@@ -320,6 +320,8 @@ class DeviceHealth(msgspec.Struct, frozen=True, omit_defaults=True):
     last_error: str = ""
     at: Timestamp = 0.0
     """When the agent last reported (or went away)."""
+    name: str = ""
+    """The kiosk's name, for people."""
 
 
 class DocumentInfo(msgspec.Struct, frozen=True, omit_defaults=True):
