@@ -16,6 +16,7 @@ import { Whisper } from "/static/call-whisper.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
 import { clock } from "/static/format.js";
 import { PICTOGRAMS } from "/static/pictograms.js";
+import { devicePartWords } from "/static/documents-model.js";
 
 const EXPERT_STATES = ["idle", "break", "offered", "in_call", "wrap_up", "away"];
 // Past this wait the cell turns red: the caller has waited too long.
@@ -63,6 +64,7 @@ let updatedAt = null;
 let queues = [];
 let calls = [];
 let requests = [];
+let devices = [];
 let role = null;
 let listening = null;
 let text = null;
@@ -150,10 +152,36 @@ function requestRow(request) {
   );
 }
 
+function deviceCell(health, name) {
+  const { level, text } = devicePartWords(tr, health, name);
+  return h(
+    "td",
+    { class: "text device-part", "data-level": level, "data-testid": `device-${health.kiosk}-${name}` },
+    h("span", { class: "device-dot", "aria-hidden": "true" }),
+    h("span", { class: "device-words" }, text),
+  );
+}
+
+function deviceRow(health) {
+  const seen = health.at ? new Date(health.at * 1000).toLocaleTimeString(tr.language === "fr" ? "fr-FR" : "en-GB") : "—";
+  return h(
+    "tr",
+    { "data-testid": `device-row-${health.kiosk}`, "data-online": String(health.online) },
+    h("th", { scope: "row" }, health.name || health.kiosk),
+    h("td", { class: "text" }, tr.t(health.online ? "admin.devices.online" : "admin.devices.offline")),
+    deviceCell(health, "scanner"),
+    deviceCell(health, "printer"),
+    h("td", { class: "text" }, health.last_error || "—"),
+    h("td", { class: "text" }, seen),
+  );
+}
+
 function drawAll() {
   byId("queue-rows").replaceChildren(...queues.map(queueRow));
   byId("call-rows").replaceChildren(...calls.map(callRow));
   byId("request-rows").replaceChildren(...requests.map(requestRow));
+  byId("device-rows").replaceChildren(...devices.map(deviceRow));
+  byId("devices-empty").hidden = devices.length > 0;
   byId("calls-empty").hidden = calls.length > 0;
   byId("requests-empty").hidden = requests.length > 0;
   byId("calls-help").textContent = role === "admin" ? tr.t("admin.calls.admin_help") : "";
@@ -186,6 +214,7 @@ function queueStatus(message) {
   queues = message.services;
   calls = message.calls || [];
   requests = message.interpreter_requests || [];
+  devices = message.devices || [];
   receivedAt = performance.now();
   updatedAt = new Date(message.at * 1000);
   drawAll();

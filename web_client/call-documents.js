@@ -16,6 +16,7 @@
 import { byId, h } from "/static/dom.js";
 import {
   CaseDocuments,
+  devicePartWords,
   isFinished,
   moves,
   newCommandKey,
@@ -319,33 +320,7 @@ export class DocumentsPanel {
 
   // Rule 3.
   partWords(name) {
-    const tr = this.tr;
-    const health = this.health;
-    const part = health && health[name];
-    if (!health || !health.online || !part || !part.present) {
-      const why = !health ? "unknown" : !health.online ? "offline" : "absent";
-      return { level: "unavailable", text: tr.t(`documents.device.${why}`) };
-    }
-    const words = [];
-    let level = "ready";
-    if (part.ready) words.push(tr.t("documents.device.ready"));
-    else if (part.state === "processing") {
-      words.push(tr.t("documents.device.busy"));
-      level = "busy";
-    } else {
-      words.push(tr.t("documents.device.not_ready"));
-      level = "unavailable";
-    }
-    for (const supply of ["media", "toner"]) {
-      const value = part[supply];
-      if (value === "low" || value === "empty") {
-        words.push(tr.t(`documents.device.${supply}_${value}`));
-        if (value === "empty") level = "unavailable";
-        else if (level === "ready") level = "warning";
-      }
-    }
-    if (part.detail) words.push(`(${part.detail})`);
-    return { level, text: words.join(" — ") };
+    return devicePartWords(this.tr, this.health, name);
   }
 
   drawDevices() {

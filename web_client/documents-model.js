@@ -102,3 +102,34 @@ export function printable(document) {
 export function reviewable(document) {
   return document.state === "received" || document.state === "viewed";
 }
+
+// A kiosk's scanner or printer in words, with a level for its colour: unavailable
+// (no agent, no such device, stopped, out of paper or toner), busy, warning (paper or
+// toner low) or ready. The console's documents panel and the admin page say it alike.
+export function devicePartWords(tr, health, name) {
+  const part = health && health[name];
+  if (!health || !health.online || !part || !part.present) {
+    const why = !health ? "unknown" : !health.online ? "offline" : "absent";
+    return { level: "unavailable", text: tr.t(`documents.device.${why}`) };
+  }
+  const words = [];
+  let level = "ready";
+  if (part.ready) words.push(tr.t("documents.device.ready"));
+  else if (part.state === "processing") {
+    words.push(tr.t("documents.device.busy"));
+    level = "busy";
+  } else {
+    words.push(tr.t("documents.device.not_ready"));
+    level = "unavailable";
+  }
+  for (const supply of ["media", "toner"]) {
+    const value = part[supply];
+    if (value === "low" || value === "empty") {
+      words.push(tr.t(`documents.device.${supply}_${value}`));
+      if (value === "empty") level = "unavailable";
+      else if (level === "ready") level = "warning";
+    }
+  }
+  if (part.detail) words.push(`(${part.detail})`);
+  return { level, text: words.join(" — ") };
+}
