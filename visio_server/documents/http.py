@@ -41,7 +41,8 @@ def setup_document_routes(app: web.Application, library: Library, bearer: Bearer
     async def content(request: web.Request) -> web.StreamResponse:
         principal = await bearer(request)
         readable = await library.readable(principal, request.match_info["doc"])
-        await library.opened(principal, readable)
+        if request.method == "GET":  # a HEAD reads nothing
+            await library.opened(principal, readable)
         document = readable.document
         extension = readable.path.suffix
         return web.FileResponse(
