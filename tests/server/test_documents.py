@@ -764,7 +764,9 @@ async def test_devices_appear_in_queue_status_for_those_who_may_see_them(
     await device_agent(connect)
     status, queues = await http.get("/api/admin/queues", server.token("admin", "admin-1"))
     assert status == 200
-    assert [(d["kiosk"], d["online"]) for d in queues["devices"]] == [("kiosk-1", True)]
+    assert [(d["kiosk"], d["name"], d["online"]) for d in queues["devices"]] == [
+        ("kiosk-1", "Mairie de Test", True)
+    ]
     supervisor = server.token("supervisor", "super-caf", partner="caf")
     _, queues = await http.get("/api/admin/queues", supervisor)
     assert [d["kiosk"] for d in queues["devices"]] == ["kiosk-1"]

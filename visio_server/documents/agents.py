@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from signaling import messages as m
 from signaling import not_cancelled
@@ -39,8 +39,11 @@ class Agents:
         teller: Teller,
         clock: Callable[[], float],
         status_changed: Callable[[], None],
+        names: Mapping[str, str],
     ) -> None:
         self.registry = registry
+        self.names = names
+        """Each configured kiosk's name, for people reading the health."""
         self.teller = teller
         self.clock = clock
         self.status_changed = status_changed
@@ -68,7 +71,9 @@ class Agents:
 
     async def health_of(self, kiosk: str) -> m.DeviceHealth:
         record = await self.registry.get(kiosk, self.clock())
-        return record.health if record is not None else absent(kiosk, self.clock())
+        if record is not None:
+            return record.health
+        return absent(kiosk, self.clock(), self.names.get(kiosk, ""))
 
     def known(self) -> list[m.DeviceHealth]:
         return [record.health for record in self.registry.known()]
@@ -78,7 +83,12 @@ class Agents:
         now = self.clock()
         unknown = m.DevicePart(present=False, state="unknown")
         health = m.DeviceHealth(
-            kiosk=device.id, online=True, scanner=unknown, printer=unknown, at=now
+            kiosk=device.id,
+            online=True,
+            scanner=unknown,
+            printer=unknown,
+            at=now,
+            name=self.names.get(device.id, ""),
         )
         record = DeviceRecord(health, link, now)
         await self.registry.claim(record)
@@ -90,7 +100,8 @@ class Agents:
         if held is not None and held.link == link:
             del self._held[device.id]
         if await self.registry.forget(device.id, link):
-            await self._changed(device.id, absent(device.id, self.clock()))
+            gone = absent(device.id, self.clock(), self.names.get(device.id, ""))
+            await self._changed(device.id, gone)
 
     async def report(self, device: Principal, report: m.DeviceHealthReport, link: str) -> None:
         now = self.clock()
@@ -101,6 +112,7 @@ class Agents:
             printer=report.printer,
             last_error=report.last_error,
             at=now,
+            name=self.names.get(device.id, ""),
         )
         previous = self._held.get(device.id)
         if not await self.registry.update(DeviceRecord(health, link, now)):

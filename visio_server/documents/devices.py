@@ -51,10 +51,12 @@ class DeviceRecord:
         return cls(health, str(data["link"]), float(data["seen"]))
 
 
-def absent(kiosk: str, now: float) -> m.DeviceHealth:
+def absent(kiosk: str, now: float, name: str = "") -> m.DeviceHealth:
     """The health of a kiosk whose agent is not connected."""
     nothing = m.DevicePart(present=False, state="offline")
-    return m.DeviceHealth(kiosk=kiosk, online=False, scanner=nothing, printer=nothing, at=now)
+    return m.DeviceHealth(
+        kiosk=kiosk, online=False, scanner=nothing, printer=nothing, at=now, name=name
+    )
 
 
 def same_health(a: m.DeviceHealth | None, b: m.DeviceHealth | None) -> bool:

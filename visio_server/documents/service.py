@@ -85,7 +85,8 @@ class Documents:
         self.book = CaseBook(config, store)
         self.book.on_saved = self._saved
         self.teller = Teller(machine, bus)
-        self.agents = Agents(devices, self.teller, clock, status_changed)
+        names = {kiosk.id: kiosk.name for kiosk in config.kiosks}
+        self.agents = Agents(devices, self.teller, clock, status_changed, names)
         self.commands = Commands(settings, self.book, self.agents, self.teller, bus, metrics, clock)
         self.decisions = Decisions(self.book, self.teller, metrics, clock)
         self.library = Library(
