@@ -565,6 +565,9 @@ class DeviceProgress(Message, tag="device.progress", frozen=True):
     """For ``failed``: the device's own words."""
     document: str = ""
     """For ``done``: the document the scan produced, or the one printed."""
+    upload_kbps: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
+    """For ``uploading``: the pace of the upload. The kiosk page takes it out of its
+    media budget while the upload lasts, so that the link never carries both at once."""
     kind: Literal["", "scan", "print"] = ""
     """Filled in by the server."""
     id: RequestId | None = None

@@ -95,6 +95,9 @@ class AgentSettings:
     be replaced by a fresh one)."""
     upload_kbps: int | None = None
     """Overrides ``device.command.upload_kbps`` (0: unpaced)."""
+    upload_settle_s: float = 1.0
+    """Between telling "uploading" and the first byte of a paced upload: time for the
+    kiosk page to lower its video so the upload does not queue in front of the audio."""
     health_interval_s: float = 3.0
     ping_interval_s: float = 15.0
     reply_timeout_s: float = 10.0
@@ -311,7 +314,13 @@ class Agent:
             pages=min(entry.pages, 500),
             reason=entry.reason[:500],
             document=entry.document if entry.state == "done" or entry.kind == "print" else "",
+            upload_kbps=self._upload_pace(entry) if entry.state == "uploading" else 0,
         )
+
+    def _upload_pace(self, entry: Entry) -> int:
+        """The pace of a scan's upload: the command line's, else the server's (0: unpaced)."""
+        kbps = self.settings.upload_kbps
+        return entry.upload_kbps if kbps is None else kbps
 
     async def _tell(self, entry: Entry) -> None:
         """Tell the server the state ``entry`` is in; kept for later when disconnected."""
@@ -588,9 +597,11 @@ class Agent:
         path = self.journal.scan_path(entry.key)
         body = await asyncio.to_thread(path.read_bytes)
         await self._move(entry, "uploading", page=entry.pages, pages=entry.pages)
-        kbps = self.settings.upload_kbps
-        if kbps is None:
-            kbps = entry.upload_kbps
+        kbps = self._upload_pace(entry)
+        if kbps:
+            # The kiosk page lowers its video when told "uploading"; bytes sent before
+            # the encoder has followed would queue in front of the call's audio.
+            await self._unless_cancelled(running, asyncio.sleep(self.settings.upload_settle_s))
         url = server_path(self.settings.server, entry.upload_url)
         # Paced at kbps, the body needs size*8/kbps ms; allow twice that and a margin.
         timeout_s = (len(body) * 8 / (kbps * 1000) * 2 if kbps else 0) + 60

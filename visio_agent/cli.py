@@ -59,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         help="pace of scan uploads, overriding the server's (0: unpaced)",
     )
     parser.add_argument(
+        "--upload-settle",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="wait between announcing a paced upload and sending it, for the kiosk page "
+        "to lower its video first (default 1)",
+    )
+    parser.add_argument(
         "--spool-dir",
         type=Path,
         default=Path(os.environ.get("STATE_DIRECTORY", "/var/spool/visio-kiosk-agent")),
@@ -115,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server=args.server,
         token=token,
         upload_kbps=args.upload_kbps,
+        upload_settle_s=args.upload_settle,
         health_interval_s=args.health_interval,
         print_timeout_s=args.print_timeout,
     )

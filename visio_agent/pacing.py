@@ -21,15 +21,16 @@ CHUNK_BYTES: Final = 4096
 
 
 class TokenBucket:
-    """Tokens are bytes, refilled at ``rate_bytes_s`` up to ``burst_bytes``; it starts
-    full, so a short body goes at once and a long one averages the rate."""
+    """Tokens are bytes, refilled at ``rate_bytes_s`` up to ``burst_bytes``. It starts
+    empty: a burst at the start would land on a link the call still fills, before its
+    congestion control has seen the upload."""
 
     def __init__(self, rate_bytes_s: float, burst_bytes: float, *, now: float) -> None:
         if rate_bytes_s <= 0:
             raise ValueError("the rate must be positive")
         self.rate = rate_bytes_s
         self.burst = max(burst_bytes, 1.0)
-        self._tokens = self.burst
+        self._tokens = 0.0
         self._at = now
 
     def delay(self, size: int, now: float) -> float:

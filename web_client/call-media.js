@@ -14,6 +14,9 @@
 // 4. A kiosk shares `uplink_kbps` across every connection it sends on: audio first,
 //    the rest split evenly for video, applied with RTCRtpSender.setParameters each
 //    time a connection is negotiated or a participant joins or leaves.
+// 5. While the kiosk's device agent uploads a scan (`device.progress` "uploading"
+//    with its `upload_kbps`), that pace is taken out of the budget first: the link
+//    carries the upload beside the call, never in front of its audio.
 
 import { LocalMedia, PeerLink } from "/static/rtc.js";
 import { h } from "/static/dom.js";
@@ -75,6 +78,7 @@ export class CallMesh {
     this.iceServers = [];
     this.sendMedia = true;
     this.uplinkKbps = null;
+    this.uploads = new Map();
     this.plan = null;
     this.participants = new Map();
     this.departed = new Set();
@@ -86,6 +90,7 @@ export class CallMesh {
     this.unsubscribe = [
       signaling.on("rtc.sdp", (message) => this.relayed(message, (link) => link.receiveDescription(message.description))),
       signaling.on("rtc.ice", (message) => this.relayed(message, (link) => link.receiveCandidate(message.candidate))),
+      signaling.on("device.progress", (message) => this.deviceProgressed(message)),
     ];
     this.statsTimer = setInterval(() => this.refreshTiles(), STATS_INTERVAL_MS);
     this.buildStage();
@@ -333,10 +338,28 @@ export class CallMesh {
 
   // ------------------------------------------------------------------ budget
 
+  // Rule 5: a scan's upload reserves its pace while it lasts.
+  deviceProgressed(message) {
+    if (message.call !== this.call) return;
+    const before = this.reservedKbps();
+    if (message.state === "uploading" && message.upload_kbps > 0) this.uploads.set(message.key, message.upload_kbps);
+    else this.uploads.delete(message.key);
+    if (this.reservedKbps() !== before) this.applyBudget();
+  }
+
+  reservedKbps() {
+    let kbps = 0;
+    for (const pace of this.uploads.values()) kbps += pace;
+    return kbps;
+  }
+
   applyBudget() {
     if (this.uplinkKbps == null || !this.sendMedia) return;
-    this.plan = shareUplink(this.uplinkKbps, this.links.size);
-    this.stage.dataset.uplinkKbps = String(this.uplinkKbps);
+    // Audio keeps its share on every connection whatever an upload takes.
+    const floor = AUDIO_KBPS * Math.max(this.links.size, 1);
+    const uplink = Math.max(this.uplinkKbps - this.reservedKbps(), floor);
+    this.plan = shareUplink(uplink, this.links.size);
+    this.stage.dataset.uplinkKbps = String(uplink);
     if (!this.plan) return;
     this.stage.dataset.audioKbps = String(this.plan.audio_kbps);
     this.stage.dataset.videoKbps = String(this.plan.video_kbps);

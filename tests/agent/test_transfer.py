@@ -100,13 +100,14 @@ async def send(
     )
 
 
-def test_the_bucket_lets_a_burst_through_then_averages_the_rate() -> None:
+def test_the_bucket_starts_empty_then_averages_the_rate_with_bursts() -> None:
     bucket = TokenBucket(rate_bytes_s=1000, burst_bytes=500, now=0.0)
-    assert bucket.delay(500, now=0.0) == 0.0
-    assert bucket.delay(250, now=0.0) == pytest.approx(0.25)
-    # Half a second later 500 bytes came back, 250 of them already promised.
-    assert bucket.delay(250, now=0.5) == 0.0
-    assert bucket.delay(1000, now=0.5) == pytest.approx(1.0)
+    # No burst at the start: the first bytes wait for their tokens.
+    assert bucket.delay(500, now=0.0) == pytest.approx(0.5)
+    assert bucket.delay(250, now=0.5) == pytest.approx(0.25)
+    # A second idle refills the bucket to its burst only: 500 bytes, 250 taken here.
+    assert bucket.delay(250, now=1.5) == 0.0
+    assert bucket.delay(1000, now=1.5) == pytest.approx(0.75)
     # Idle time refills no more than the burst.
     assert bucket.delay(600, now=100.0) == pytest.approx(0.1)
 
