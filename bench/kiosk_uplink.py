@@ -102,7 +102,11 @@ def slow_kiosk_site(link_kbps: int) -> Iterator[Site]:
             (office, f"o{tag}h", f"o{tag}n", 4),
         ):
             _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            # No IPv6 link-local addresses: their arrival a moment after the link comes
+            # up is a network change to Chromium, which aborts the page loads in flight.
+            _ip("link", "set", host_if, "addrgenmode", "none")
             _ip("link", "set", ns_if, "netns", ns)
+            _ip("link", "set", ns_if, "addrgenmode", "none", ns=ns)
             _ip("addr", "add", f"{base}.{net + 1}/30", "dev", host_if)
             _ip("link", "set", host_if, "up")
             _ip("addr", "add", f"{base}.{net + 2}/30", "dev", ns_if, ns=ns)
@@ -111,6 +115,7 @@ def slow_kiosk_site(link_kbps: int) -> Iterator[Site]:
         _ip("link", "add", f"m{tag}k", "type", "veth", "peer", "name", f"m{tag}o")
         for ns, iface, address in ((kiosk, f"m{tag}k", 9), (office, f"m{tag}o", 10)):
             _ip("link", "set", iface, "netns", ns)
+            _ip("link", "set", iface, "addrgenmode", "none", ns=ns)
             _ip("addr", "add", f"{base}.{address}/30", "dev", iface, ns=ns)
             _ip("link", "set", iface, "up", ns=ns)
             _ip(
