@@ -257,6 +257,13 @@ async def test_a_scan_goes_from_the_expert_to_the_kiosk_device_and_back(
     for party in (kiosk, expert):
         progress = await party.expect("device.progress", key=KEY)
         assert (progress["kind"], progress["state"], progress["page"]) == ("scan", "scanning", 1)
+    uploading = {"type": "device.progress", "call": call, "key": KEY, "state": "uploading"}
+    await device.request({**uploading, "upload_kbps": 160})
+    for party in (kiosk, expert):
+        progress = await party.expect("device.progress", key=KEY)
+        assert (progress["state"], progress["upload_kbps"]) == ("uploading", 160)
+        scanned = await party.expect("case.document", call=call)
+        assert scanned["document"]["state"] == "scanned"
 
     token = server.token("device", "kiosk-1")
     status_code, document = await http.upload(call, token, pdf_bytes(3), key=KEY)

@@ -221,7 +221,8 @@ class Commands:
         case, command, document, moved = await self.book.change(case.id, apply)
         if command.state.finished:
             self.metrics.device_command(command.kind, command.state.value)
-        await self.teller.progress(case, command)
+        uploading = command.state is CommandState.UPLOADING
+        await self.teller.progress(case, command, upload_kbps=report.upload_kbps * uploading)
         if moved and document is not None:
             await self.teller.document(case, document)
 

@@ -86,8 +86,11 @@ class Teller:
         message = m.CaseDocument(call=document.call, document=document_info(document))
         await self.tell(targets, message)
 
-    async def progress(self, case: CaseFile, command: DeviceCommand, document: str = "") -> None:
-        """``device.progress`` of ``command`` as it stands."""
+    async def progress(
+        self, case: CaseFile, command: DeviceCommand, document: str = "", upload_kbps: int = 0
+    ) -> None:
+        """``device.progress`` of ``command`` as it stands (with the pace the agent
+        uploads at, which the kiosk page leaves free of media while it lasts)."""
         produced = command.result if command.kind == "scan" else command.document
         message = m.DeviceProgress(
             call=command.call,
@@ -97,6 +100,7 @@ class Teller:
             pages=command.pages,
             reason=command.reason,
             document=document or produced,
+            upload_kbps=upload_kbps,
             kind=command.kind,
         )
         await self.tell(self.command_parties(case, command), message)
