@@ -1,5 +1,6 @@
 """Real devices for the agent's tests, one of each per test session: SANE's ``test``
-backend through a private configuration, and a private cupsd with file printers.
+backend through a private configuration, and a private cupsd with file printers (both
+from ``visio_agent.trial``, which ``visio-kiosk-agent --trial-devices`` uses too).
 
 ``SANE_CONFIG_DIR`` and ``CUPS_SERVER`` are set for the whole session (libsane and
 libcups read them once per process or thread) and put back at its end; the cupsd is
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.devices import PrivateCups, write_sane_config
+from visio_agent.trial import PrivateCups, write_sane_config
 
 KIOSK_PRINTER = "kiosk-file"
 BROKEN_PRINTER = "kiosk-broken"

@@ -26,7 +26,6 @@ from signaling import address
 from signaling.messages import DeviceCommand, ScanSettings
 from tests.agent.agents import RunningAgent, fast_settings, run_agent
 from tests.agent.conftest import BROKEN_PRINTER, KIOSK_PRINTER
-from tests.agent.devices import PrivateCups
 from tests.agent.proxy import CuttableLink
 from tests.server.test_documents import (
     Http,
@@ -39,6 +38,7 @@ from tests.server.test_documents import (
 from tests.support import JsonClient, RunningServer
 from visio_agent.printer import Printer
 from visio_agent.scanner import OptionValue
+from visio_agent.trial import PrivateCups
 from visio_server.keys import DOCUMENTS
 
 pytestmark = pytest.mark.devices

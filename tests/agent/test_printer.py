@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from tests.agent.conftest import BROKEN_PRINTER
-from tests.agent.devices import PrivateCups
 from visio_agent.errors import PrinterFailure
 from visio_agent.printer import JobStatus, Printer, printer_part
+from visio_agent.trial import PrivateCups
 
 
 def write_pdf(path: Path, pages: int) -> Path:

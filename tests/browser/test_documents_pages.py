@@ -28,7 +28,6 @@ from PIL import Image, ImageDraw
 from playwright.async_api import Browser, Request, expect
 
 import tests.agent.conftest as real_devices
-from tests.agent.devices import PrivateCups
 from tests.browser.parties import (
     Party,
     answer_call,
@@ -38,6 +37,7 @@ from tests.browser.parties import (
     open_kiosk,
     queue_a_call,
 )
+from visio_agent.trial import PrivateCups
 
 pytestmark = pytest.mark.browser
 
