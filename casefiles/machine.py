@@ -162,9 +162,11 @@ class CaseFile:
         actor: str,
         now: float,
         timeout_s: float,
+        kiosk: str = "",
     ) -> tuple[DeviceCommand, bool, list[AuditRow]]:
-        """Record a device command; ``created`` is False for a key already known (the
-        caller then sends nothing again). A scan creates its document (rule 5)."""
+        """Record a device command for ``kiosk``'s device (the case's kiosk by default);
+        ``created`` is False for a key already known (the caller then sends nothing
+        again). A scan creates its document (rule 5)."""
         known = self.commands.get(key)
         if known is not None:
             return known, False, []
@@ -206,6 +208,7 @@ class CaseFile:
             issued_by=actor,
             issued_at=now,
             deadline=now + timeout_s,
+            kiosk=kiosk or self.kiosk,
         )
         self.commands[key] = command
         rows = [self._row(now, call, actor, "command_issued", document, key, checked_kind)]

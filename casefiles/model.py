@@ -231,6 +231,9 @@ class DeviceCommand:
     """Unfinished past this time, it times out; each progress report pushes it on."""
     result: str = ""
     """The document id the command produced (a scan) or printed (a print)."""
+    kiosk: str = ""
+    """The kiosk whose device it was sent to: only that kiosk's agent reports on it,
+    even once a case kept per beneficiary has moved on to a call at another kiosk."""
 
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)

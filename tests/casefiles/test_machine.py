@@ -80,6 +80,7 @@ def test_a_scan_goes_from_request_to_export_with_one_audit_row_per_change() -> N
     )
     document = case.documents[command.document]
     assert created and command.state is CommandState.SENT and command.deadline == 1070.0
+    assert command.kiosk == case.kiosk  # the case's kiosk, unless the call names another
     assert (document.state, document.origin, document.command) == (
         DocumentState.REQUESTED,
         "scan",
@@ -642,3 +643,20 @@ def test_a_document_describes_itself_as_the_wire_does() -> None:
         "printed_copies": 0,
     }
     assert (shared["origin"], shared["from_partner"]) == ("shared", "CAF")
+
+
+def test_a_command_remembers_the_kiosk_it_was_sent_to() -> None:
+    """A case kept per beneficiary moves on to calls at other kiosks; each command still
+    belongs to the device of the kiosk it went to."""
+    case, _ = CaseFile.open("b-1", "caf", "caf", "1234567", "kiosk-a", "call1", 1000.0)
+    first, _, _ = case.issue("k-a", "call1", "scan", SETTINGS, "", 1, "", EXPERT, 1001.0, TIMEOUT)
+    case.attach_call("call2", 2000.0, kiosk="kiosk-b")
+    second, _, _ = case.issue(
+        "k-b", "call2", "scan", SETTINGS, "", 1, "", EXPERT, 2001.0, TIMEOUT, kiosk="kiosk-b"
+    )
+    restored = CaseFile.from_dict(case.to_dict())
+    assert (restored.commands["k-a"].kiosk, restored.commands["k-b"].kiosk) == (
+        "kiosk-a",
+        "kiosk-b",
+    )
+    assert (first.kiosk, second.kiosk) == ("kiosk-a", "kiosk-b")

@@ -503,6 +503,14 @@ async def test_a_silent_device_times_out_and_its_late_upload_is_refused(
     for party in (kiosk, expert):
         timed_out = await party.expect("device.progress", key=KEY, timeout=6)
         assert (timed_out["state"], timed_out["kind"]) == ("timed_out", "scan")
+    # The agent is told to stop, so a slow scanner does not go on for nobody.
+    assert (await device.expect("device.cancel", key=KEY))["call"] == call
+    # An agent that was away and reports on it later is told again.
+    late = await device.request(
+        {"type": "device.progress", "call": call, "key": KEY, "state": "waiting_page", "page": 1}
+    )
+    assert late["type"] == "ack"
+    assert (await device.expect("device.cancel", key=KEY))["call"] == call
     status, refusal = await http.upload(
         call, server.token("device", "kiosk-1"), pdf_bytes(), key=KEY
     )

@@ -42,6 +42,7 @@ __all__ = ["Commands"]
 log = logging.getLogger(__name__)
 
 _SERVER_STATES = ("timed_out", "undeliverable")
+_AGENT_FINAL = ("done", "failed", "cancelled")
 
 
 class Commands:
@@ -105,7 +106,17 @@ class Commands:
             case: CaseFile,
         ) -> tuple[tuple[CaseFile, DeviceCommand, bool], list[AuditRow]]:
             command, created, rows = case.issue(
-                key, call.id, kind, settings, document, copies, title, actor, now, timeout
+                key,
+                call.id,
+                kind,
+                settings,
+                document,
+                copies,
+                title,
+                actor,
+                now,
+                timeout,
+                kiosk=call.kiosk,
             )
             return (case, command, created), rows
 
@@ -218,7 +229,13 @@ class Commands:
             moved = after is not None and after.to_dict() != before_row
             return (case, command, after, moved), rows
 
+        finished_before = case.commands[key].state.finished
         case, command, document, moved = await self.book.change(case.id, apply)
+        if finished_before and report.state not in _AGENT_FINAL:
+            # Over on the server (timed out, cancelled while the agent was away): the
+            # agent still runs it, and must stop rather than hold the scanner.
+            await self._to_device(device.id, m.DeviceCancel(call=command.call, key=key))
+            return
         if command.state.finished:
             self.metrics.device_command(command.kind, command.state.value)
         uploading = command.state is CommandState.UPLOADING
@@ -263,4 +280,7 @@ class Commands:
             command = case.commands[key]
             self.metrics.device_command(command.kind, "timed_out")
             log.info("%s command %s of case %s timed out", command.kind, key, case_id)
+            # An agent that is slow rather than gone stops instead of finishing late.
+            kiosk = self.teller.command_kiosk(case, command)
+            await self._to_device(kiosk, m.DeviceCancel(call=command.call, key=key))
             await self.teller.progress(case, command)

@@ -56,7 +56,9 @@ class Teller:
 
     def command_kiosk(self, case: CaseFile, command: DeviceCommand) -> str:
         """The kiosk a command was sent to."""
-        call = self.live(command.call)
+        if command.kiosk:
+            return command.kiosk
+        call = self.live(command.call)  # commands recorded before they named their kiosk
         return call.kiosk if call is not None else case.kiosk
 
     def command_parties(self, case: CaseFile, command: DeviceCommand) -> list[str]:
