@@ -864,7 +864,7 @@ class QueueStatus(Message, tag="queue.status", frozen=True):
     interpreter_requests: list[InterpreterWaiting] = []
     """Requests for an interpreter waiting for the visible calls."""
     devices: list[DeviceHealth] = []
-    """The devices of the visible kiosks (admins: every kiosk with an agent)."""
+    """One per kiosk that calls a visible service; ``online`` false without an agent."""
 
 
 class DeviceCommand(Message, tag="device.command", frozen=True):

@@ -779,15 +779,18 @@ async def test_devices_appear_in_queue_status_for_those_who_may_see_them(
     await device_agent(connect)
     status, queues = await http.get("/api/admin/queues", server.token("admin", "admin-1"))
     assert status == 200
+    # Every kiosk is listed: those without an agent as not connected.
     assert [(d["kiosk"], d["name"], d["online"]) for d in queues["devices"]] == [
-        ("kiosk-1", "Mairie de Test", True)
+        ("kiosk-1", "Mairie de Test", True),
+        ("kiosk-2", "France Services Test", False),
+        ("kiosk-3", "Kiosque Test", False),
     ]
     supervisor = server.token("supervisor", "super-caf", partner="caf")
     _, queues = await http.get("/api/admin/queues", supervisor)
-    assert [d["kiosk"] for d in queues["devices"]] == ["kiosk-1"]
+    assert [d["kiosk"] for d in queues["devices"]] == ["kiosk-1", "kiosk-2", "kiosk-3"]
     elsewhere = server.token("supervisor", "super-x", partner="interpretes")
     _, queues = await http.get("/api/admin/queues", elsewhere)
-    assert queues["devices"] == []
+    assert queues["devices"] == []  # no kiosk calls the interpreting services
 
 
 # ---------------------------------------------------------------------- cases kept per beneficiary

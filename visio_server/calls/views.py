@@ -146,12 +146,13 @@ class Views:
         )
 
     def _devices_serving(self, services: set[ServiceId]) -> list[m.DeviceHealth]:
-        """The devices of kiosks that call one of ``services``."""
-        kiosks = self.machine().kiosks
+        """The devices of every kiosk that calls one of ``services``: a kiosk whose
+        agent is not connected is listed as such, since that is what an admin must see."""
+        known = {d.kiosk: d for d in self.devices()}
         return [
-            d
-            for d in self.devices()
-            if (k := kiosks.get(KioskId(d.kiosk))) is not None and services & set(k.services)
+            known.get(kiosk.id) or _no_agent(kiosk.id, kiosk.name)
+            for kiosk in self.machine().kiosks.values()
+            if services & set(kiosk.services)
         ]
 
     def _service_of(self, call_id: CallId) -> ServiceId | None:
@@ -224,3 +225,8 @@ class Views:
             reasons=list(spec.visit_reasons),
             deadline_in_s=max(event.until - now, 0.0),
         )
+
+
+def _no_agent(kiosk: str, name: str) -> m.DeviceHealth:
+    nothing = m.DevicePart(present=False, state="offline")
+    return m.DeviceHealth(kiosk=kiosk, name=name, online=False, scanner=nothing, printer=nothing)
