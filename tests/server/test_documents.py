@@ -304,6 +304,21 @@ async def test_a_scan_goes_from_the_expert_to_the_kiosk_device_and_back(
     assert [(d["id"], d["state"]) for d in listed["documents"]] == [(document["id"], "accepted")]
 
 
+async def test_a_page_shown_in_the_console_viewer_marks_the_document_viewed(
+    server: RunningServer, connect: Connect, http: Http
+) -> None:
+    kiosk, _, _, call, document = await scanned_document(connect, http)
+    page = f"/api/documents/{document['id']}/pages/1.png?width=200"
+    status_code, _ = await http.get(page, server.token("device", "kiosk-1"))
+    assert status_code == 200  # the device reads, but only the expert's reading counts
+    status_code, _ = await http.get(page, expert_token(server))
+    assert status_code == 200
+    viewed = await kiosk.expect("case.document", call=call, timeout=5)
+    while viewed["document"]["state"] != "viewed":
+        viewed = await kiosk.expect("case.document", call=call, timeout=5)
+    assert viewed["document"]["id"] == document["id"]
+
+
 async def test_the_case_file_and_the_devices_follow_call_connected(
     server: RunningServer, connect: Connect
 ) -> None:

@@ -61,6 +61,8 @@ def setup_document_routes(app: web.Application, library: Library, bearer: Bearer
         width = _integer(request.query.get("width", str(_DEFAULT_WIDTH)), "width")
         readable = await library.readable(principal, request.match_info["doc"])
         png = await library.page_png(readable, number, max(_MIN_WIDTH, min(width, MAX_WIDTH)))
+        # The console's viewer shows pages, not the file: seeing one is viewing it.
+        await library.opened(principal, readable)
         return web.Response(
             body=png,
             content_type="image/png",
