@@ -16,8 +16,10 @@ Rules this module keeps:
    PID, and sent SIGTERM by the kernel when the process that started it dies (Linux),
    so a killed test run or agent leaves none behind.
 4. A cupsd run as root runs its filters as user ``lp``: they must reach the cupsd's
-   folder. ``start`` refuses a folder other users cannot enter, rather than letting
-   every job fail later in the cupsd's log.
+   folder. ``PrivateCups.start`` refuses a folder other users cannot enter, rather than
+   letting every job fail later in the cupsd's log; ``TrialDevices`` then keeps the
+   cupsd's own files in a folder of its own under /tmp, removed at ``stop`` (the
+   printed output is written by cupsd itself, as root, so it stays where it was asked).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,17 +139,26 @@ def _make_open_folder(folder: Path) -> None:
         part.chmod(0o755)
 
 
-def _check_reachable(folder: Path) -> None:
-    """Rule 4: as root, every folder down to ``folder`` lets other users in."""
+def _closed_part(folder: Path) -> Path | None:
+    """Rule 4: as root, the first folder on the way to ``folder`` that other users
+    cannot enter; None when there is none, or when not root (the cupsd then runs its
+    filters as ourselves)."""
     if os.geteuid() != 0:
-        return  # the cupsd runs its filters as ourselves
-    for part in (folder, *folder.parents):
+        return None
+    for part in reversed((folder, *folder.parents)):
         if part.exists() and not part.stat().st_mode & stat.S_IXOTH:
-            raise TrialDevicesError(
-                f"CUPS runs its filters as user lp, who cannot enter {part}: choose a "
-                f"folder every user can enter (under /tmp for example) or run "
-                f"'chmod o+x {part}'"
-            )
+            return part
+    return None
+
+
+def _check_reachable(folder: Path) -> None:
+    closed = _closed_part(folder)
+    if closed is not None:
+        raise TrialDevicesError(
+            f"CUPS runs its filters as user lp, who cannot enter {closed}: choose a "
+            f"folder every user can enter (under /tmp for example) or run "
+            f"'chmod o+x {closed}'"
+        )
 
 
 @dataclass
@@ -305,13 +317,16 @@ class PrivateCups:
 
 @dataclass
 class TrialDevices:
-    """A scanner and a printer to try the agent with, all under ``folder``: ``sane.d/``
-    (SANE's configuration), ``cups/`` (the cupsd's) and ``printed/`` (what is printed)."""
+    """A scanner and a printer to try the agent with, under ``folder``: ``sane.d/``
+    (SANE's configuration), ``cups/`` (the cupsd's, unless rule 4 puts it under /tmp)
+    and ``printed/`` (what is printed)."""
 
     folder: Path
     cups: PrivateCups
     scanner: str = TRIAL_SCANNER
     printer: str = TRIAL_PRINTER
+    cups_is_temporary: bool = False
+    """The cupsd's folder is one of ours under /tmp (rule 4), removed at ``stop``."""
 
     @classmethod
     def start(cls, folder: Path) -> TrialDevices:
@@ -320,14 +335,19 @@ class TrialDevices:
         folder = folder.absolute()
         _make_open_folder(folder)
         write_sane_config(folder / "sane.d", test_picture=TRIAL_TEST_PICTURE)
-        devices = cls(folder, PrivateCups(folder / "cups"))
+        if _closed_part(folder) is None:
+            devices = cls(folder, PrivateCups(folder / "cups"))
+        else:
+            cups_folder = Path(tempfile.mkdtemp(prefix="visio-trial-cups-"))
+            cups_folder.chmod(0o755)
+            devices = cls(folder, PrivateCups(cups_folder), cups_is_temporary=True)
         _make_open_folder(devices.printed.parent)
-        devices.cups.start()
         try:
+            devices.cups.start()
             devices.cups.add_file_printer(devices.printer, devices.printed)
             devices.cups.lpadmin("-d", devices.printer)
         except BaseException:
-            devices.cups.stop()
+            devices.stop()
             raise
         return devices
 
@@ -347,3 +367,5 @@ class TrialDevices:
 
     def stop(self) -> None:
         self.cups.stop()
+        if self.cups_is_temporary:
+            shutil.rmtree(self.cups.folder, ignore_errors=True)
