@@ -177,7 +177,7 @@ export class DocumentViewer {
     if (known) this.show(known.url);
     if (known && known.width >= width) return;
     const wanted = this.inflight;
-    if (wanted && wanted.document === document && wanted.page === page && wanted.width >= width) return;
+    if (wanted && wanted.document.id === document.id && wanted.page === page && wanted.width >= width) return;
     const ticket = ++this.loading;
     this.inflight = { document, page, width };
     this.setStatus(known ? "" : this.tr.t("viewer.loading"));
@@ -186,13 +186,14 @@ export class DocumentViewer {
       blob = await pageImage({ document: document.id, page, width, token: this.getToken() });
     } catch (error) {
       if (ticket === this.loading) this.inflight = null;
-      if (ticket !== this.loading || this.document !== document) return;
+      if (ticket !== this.loading || !this.shows(document)) return;
       this.setStatus(this.tr.t(error.code === "purged" ? "viewer.purged" : "viewer.load_failed", { why: error.message }));
       return;
     }
     if (ticket === this.loading) this.inflight = null;
-    // Rule 3: a later request, another page or another document won.
-    if (this.document !== document) return;
+    // Rule 3: a later request, another page or another document won. The same
+    // document told again (its state moved: seeing a page marks it viewed) is no other.
+    if (!this.shows(document)) return;
     const url = URL.createObjectURL(blob);
     const replaced = this.images.get(page);
     this.images.set(page, { width, url });
@@ -201,6 +202,10 @@ export class DocumentViewer {
       this.setStatus("");
       this.show(url);
     }
+  }
+
+  shows(document) {
+    return Boolean(this.document) && this.document.id === document.id;
   }
 
   // The image's load event sizes it (layout).
