@@ -14,7 +14,8 @@
 // 4. Nothing of a visitor's documents or code stays after the call.
 //
 // Markup: the prompt (`#document-prompt`) and the share block (`#case-share`) of
-// kiosk.html.
+// kiosk.html. A code is read (`typedShareCode`) and withdrawn (`withdrawShare`) the
+// same way here and on the kiosk's own withdrawal screen, outside any call.
 
 import { byId } from "/static/dom.js";
 import { CaseDocuments, isFinished, moves, progressFraction } from "/static/documents-model.js";
@@ -30,12 +31,36 @@ const PLAIN_REASONS = [
   ["ink_empty", /toner|ink|marker-supply/i],
   ["offline", /offline|unreachable|not found|no device|absent|disconnected|not connected/i],
 ];
+// The refusals of a code the citizen can act on (check it, try again); any other is
+// "other".
 const SHARE_ERRORS = new Set(["unknown_share_code", "disconnected", "timeout"]);
+// Shorter than this, what was typed is a slip, not a code worth asking about.
+const SHORTEST_CODE = 4;
 
 export function kioskDocumentsForCall(current, message, parts) {
   if (current && current.call === message.call) return current;
   if (current) current.close();
   return new KioskDocuments({ ...parts, call: message.call });
+}
+
+// A sharing code as the citizen typed it, written as the server keeps it: capitals,
+// without the spaces and dashes people put between groups; null when too short to
+// be one.
+export function typedShareCode(typed) {
+  const code = typed.replace(/[\s-]+/g, "").toUpperCase();
+  return code.length >= SHORTEST_CODE ? code : null;
+}
+
+// Withdraw the consent behind `code`, in a call or not: "withdrawn", or why not
+// (`unknown_share_code`, `disconnected`, `timeout`, `other`). Withdrawing a code
+// already withdrawn is a success: trying again after a lost reply is safe.
+export async function withdrawShare(signaling, code) {
+  try {
+    await signaling.request("case.withdraw", { code });
+    return "withdrawn";
+  } catch (error) {
+    return SHARE_ERRORS.has(error.code) ? error.code : "other";
+  }
 }
 
 export function plainReason(reason) {
@@ -176,9 +201,7 @@ export class KioskDocuments {
   async withdraw() {
     const code = this.code;
     if (!code) return;
-    try {
-      await this.signaling.request("case.withdraw", { code });
-    } catch (error) {
+    if ((await withdrawShare(this.signaling, code)) !== "withdrawn") {
       this.shareNotice = "withdraw_failed";
       this.draw();
       return;
@@ -200,9 +223,8 @@ export class KioskDocuments {
 
   async share() {
     const input = this.elements["share-input"];
-    // Codes are written in capitals; people type spaces and dashes between groups.
-    const code = input.value.replace(/[\s-]+/g, "").toUpperCase();
-    if (code.length < 4) {
+    const code = typedShareCode(input.value);
+    if (!code) {
       this.shareError = "unknown_share_code";
       this.draw();
       input.focus();

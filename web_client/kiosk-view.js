@@ -26,6 +26,12 @@ export function drawPictograms() {
     "page-done-picto": PICTOGRAMS.check,
     "consent-picto": PICTOGRAMS.share,
     "have-code-picto": PICTOGRAMS.code,
+    "withdraw-open-picto": PICTOGRAMS.code,
+    "withdraw-picto": PICTOGRAMS.share,
+    "withdraw-submit-picto": PICTOGRAMS.check,
+    "withdraw-back-picto": PICTOGRAMS.back,
+    "withdrawn-picto": PICTOGRAMS.check,
+    "withdrawn-home-picto": PICTOGRAMS.home,
   };
   for (const [id, picto] of Object.entries(placements)) byId(id).innerHTML = picto;
 }
@@ -131,6 +137,21 @@ export function drawInCall(tr, model) {
   const who = peer ? [peer.name, model.service && model.service.name].filter(Boolean).join(", ") : "";
   byId("call-peer").textContent = who ? tr.t("call.with", { name: who }) : "";
   byId("call-status").textContent = model.callStatus ? tr.t(model.callStatus) : "";
+}
+
+// The withdrawal of a sharing agreement: what went wrong is said by the field, and
+// the button says when the request is on its way.
+export function drawWithdraw(tr, model) {
+  const error = model.withdrawError;
+  byId("withdraw-error").textContent = error ? tr.t(`withdraw.error.${error}`) : "";
+  const badCode = error === "empty" || error === "unknown_share_code";
+  byId("withdraw-input").setAttribute("aria-invalid", badCode ? "true" : "false");
+  byId("withdraw-submit").setAttribute("aria-disabled", model.withdrawing ? "true" : "false");
+  byId("withdraw-submit-label").textContent = tr.t(model.withdrawing ? "withdraw.sending" : "withdraw.submit");
+}
+
+export function drawWithdrawn(tr, model) {
+  byId("withdrawn-countdown").textContent = tr.plural("ended.countdown", model.secondsLeft);
 }
 
 export function drawEnded(tr, model) {

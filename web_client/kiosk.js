@@ -1,13 +1,16 @@
-// The citizen's kiosk: pick a service, type a number, wait in the queue, talk.
+// The citizen's kiosk: pick a service, type a number, wait in the queue, talk; or,
+// away from any call, withdraw a document-sharing agreement given at an earlier one.
 //
 // The kiosk is shared by strangers, so it always comes back to the French home
-// screen with nothing of the previous visitor left on it.
+// screen with nothing of the previous visitor left on it: a screen where something
+// is typed goes home when left alone, and a screen that only tells how something
+// ended goes home after a few seconds.
 
 import { PageShell } from "/static/shell.js";
 import { MediaSlot, partyKey, roleOfKey } from "/static/call-media.js";
 import { textForCall } from "/static/call-text.js";
 import { CallPeople, InterpreterStatus, requestInterpreter } from "/static/call-people.js";
-import { kioskDocumentsForCall } from "/static/kiosk-documents.js";
+import { kioskDocumentsForCall, typedShareCode, withdrawShare } from "/static/kiosk-documents.js";
 import { announce, byId, h, showScreen } from "/static/dom.js";
 import { countdown } from "/static/format.js";
 import { nextOpeningText } from "/static/kiosk-wording.js";
@@ -16,7 +19,11 @@ import * as view from "/static/kiosk-view.js";
 
 const DEFAULT_LANGUAGE = "fr";
 const ENDED_SCREEN_S = 10;
-const NUMBER_IDLE_MS = 120_000;
+const WITHDRAWN_SCREEN_S = 10;
+// The screens where something is typed, and how long they wait for the next touch
+// or key before going home.
+const ENTRY_SCREENS = new Set(["number", "withdraw"]);
+const ENTRY_IDLE_MS = 120_000;
 // How often the home screen redraws, so services open and close on time.
 const HOME_REFRESH_MS = 30_000;
 // After a reconnection the server sends call.resumed at once if the call still
@@ -110,9 +117,15 @@ const model = {
   interpreterLanguages: [],
   choosingInterpreter: false,
   mediaFailureReported: false,
+  withdrawError: null,
+  withdrawing: false,
 };
 
-let stopEndedCountdown = () => {};
+// The countdown of the screen shown (ended, withdrawn) back to the home screen.
+let stopHomeCountdown = () => {};
+// Each opening of the withdrawal screen, so that a late reply to an earlier one is
+// not shown.
+let withdrawVisit = 0;
 let resumeTimer = null;
 let idleTimer = null;
 
@@ -126,16 +139,19 @@ function draw() {
     case "waiting": view.drawWaiting(tr, model); break;
     case "in_call": view.drawInCall(tr, model); break;
     case "ended": view.drawEnded(tr, model); break;
+    case "withdraw": view.drawWithdraw(tr, model); break;
+    case "withdrawn": view.drawWithdrawn(tr, model); break;
     default: break;
   }
 }
 
 function go(state, focusTarget) {
   if (visio.state === "number" && state !== "number") byId("beneficiary-input").value = "";
+  if (visio.state === "withdraw" && state !== "withdraw") forgetWithdrawEntry();
   visio.state = state;
   draw();
   showScreen(state, focusTarget);
-  watchIdleNumberScreen();
+  watchIdleEntry();
 }
 
 function setCall(call) {
@@ -144,7 +160,7 @@ function setCall(call) {
 }
 
 async function goHome(notice = null) {
-  stopEndedCountdown();
+  stopHomeCountdown();
   closeCall();
   setCall(null);
   // The switch redraws the screen still shown, which may need its service.
@@ -244,11 +260,71 @@ function requestErrorNotice(error) {
   return (t) => t.t(`error.${code}`);
 }
 
-// Leaving the number screen unattended must not leave a beneficiary number
-// on a public screen.
-function watchIdleNumberScreen() {
+// Leaving a screen unattended must not leave a beneficiary number or a sharing
+// code on a public screen; each touch or key gives the visitor the whole delay again.
+function watchIdleEntry() {
   clearTimeout(idleTimer);
-  if (visio.state === "number") idleTimer = setTimeout(() => goHome(), NUMBER_IDLE_MS);
+  if (ENTRY_SCREENS.has(visio.state)) idleTimer = setTimeout(() => goHome(), ENTRY_IDLE_MS);
+}
+
+// ---------------------------------------------------------------------------
+// Withdrawing a sharing agreement, outside any call
+
+function openWithdraw() {
+  withdrawVisit += 1;
+  model.homeNotice = null;
+  go("withdraw");
+}
+
+function forgetWithdrawEntry() {
+  byId("withdraw-input").value = "";
+  model.withdrawError = null;
+  model.withdrawing = false;
+}
+
+function showWithdrawError(error) {
+  model.withdrawError = error;
+  view.drawWithdraw(tr, model);
+  byId("withdraw-input").focus();
+}
+
+function clearWithdrawError() {
+  if (!model.withdrawError) return;
+  model.withdrawError = null;
+  view.drawWithdraw(tr, model);
+}
+
+async function submitWithdraw(event) {
+  event.preventDefault();
+  if (model.withdrawing) return;
+  const typed = byId("withdraw-input").value;
+  const code = typedShareCode(typed);
+  if (!code) {
+    showWithdrawError(typed.trim() ? "unknown_share_code" : "empty");
+    return;
+  }
+  const visit = withdrawVisit;
+  model.withdrawing = true;
+  model.withdrawError = null;
+  view.drawWithdraw(tr, model);
+  const outcome = await withdrawShare(signaling, code);
+  if (visit !== withdrawVisit || visio.state !== "withdraw") return;
+  model.withdrawing = false;
+  if (outcome === "withdrawn") showWithdrawn();
+  else showWithdrawError(outcome);
+}
+
+// Said, then home after a few seconds or at the first touch.
+function showWithdrawn() {
+  model.secondsLeft = WITHDRAWN_SCREEN_S;
+  go("withdrawn");
+  announce(tr.t("withdraw.done"));
+  stopHomeCountdown();
+  stopHomeCountdown = countdown(WITHDRAWN_SCREEN_S, (left) => {
+    model.secondsLeft = Math.ceil(left);
+    if (visio.state === "withdrawn") view.drawWithdrawn(tr, model);
+    if (left <= 0) goHome();
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -481,8 +557,8 @@ function callEnded(message) {
   model.secondsLeft = ENDED_SCREEN_S;
   go("ended");
   announce(`${tr.t("ended.title")}. ${tr.t(`ended.${model.outcome}`)}`);
-  stopEndedCountdown();
-  stopEndedCountdown = countdown(ENDED_SCREEN_S, (left) => {
+  stopHomeCountdown();
+  stopHomeCountdown = countdown(ENDED_SCREEN_S, (left) => {
     model.secondsLeft = Math.ceil(left);
     if (visio.state === "ended") view.drawEnded(tr, model);
     if (left <= 0) goHome();
@@ -550,8 +626,18 @@ function wireEvents() {
   byId("hangup-button").addEventListener("click", hangUp);
   byId("interpreter-button").addEventListener("click", interpreterButtonPressed);
   byId("ended-home").addEventListener("click", () => goHome());
-  for (const type of ["pointerdown", "keydown"]) {
-    document.addEventListener(type, watchIdleNumberScreen, { passive: true });
+  byId("withdraw-open").addEventListener("click", openWithdraw);
+  byId("withdraw-form").addEventListener("submit", submitWithdraw);
+  byId("withdraw-input").addEventListener("input", clearWithdrawError);
+  byId("withdraw-back").addEventListener("click", () => goHome());
+  // A touch anywhere on the page (its button included) ends the withdrawn screen;
+  // a click, not a pointerdown, so the finger is lifted before home shows.
+  byId("main").addEventListener("click", () => {
+    if (visio.state === "withdrawn") goHome();
+  });
+  // "input" too: some on-screen keyboards type without key events.
+  for (const type of ["pointerdown", "keydown", "input"]) {
+    document.addEventListener(type, watchIdleEntry, { passive: true });
   }
 }
 
