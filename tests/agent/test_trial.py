@@ -83,6 +83,9 @@ async def trial_agent(server: RunningServer, tmp_path: Path) -> AsyncIterator[Tr
         if process.returncode is None:
             process.kill()
             await process.wait()
+        # An agent that did not stop cleanly left the cupsd's folder it made under /tmp.
+        for folder in re.findall(r"files in (/tmp/visio-trial-cups-[^)\s]+)", agent.text()):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.devices
