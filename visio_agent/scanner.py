@@ -15,12 +15,15 @@ Rules this module keeps:
 4. SANE's errors become ``ScannerFailure`` with SANE's own words ("Document feeder out
    of documents") and the status they stand for: the feeder running empty ends a
    feeder batch, and is a failure only when not a single sheet was fed.
-5. SIGPIPE stays ignored, as Python wants it. libsane's thread helper sets it back to
-   SIG_DFL at the end of every scan (it takes for granted that it was the one ignoring
-   it), after which a write to a closed socket would kill the agent. The SANE thread,
-   and the reader threads it starts, block SIGPIPE; after every SANE call the event
-   loop's (main) thread ignores it again; the command line also blocks it in the main
-   thread before any thread starts (``block_sigpipe``), which closes the gap.
+5. SIGPIPE stays ignored, as Python wants it, and SIGTERM and SIGINT stay with the
+   handlers the agent set. libsane's thread helper sets SIGPIPE back to SIG_DFL at the
+   end of every scan (it takes for granted that it was the one ignoring it), after
+   which a write to a closed socket would kill the agent; its test backend's reader
+   leaves SIGTERM at SIG_DFL too, after which a service manager's stop kills the agent
+   instead of letting it stop its commands. The SANE thread, and the reader threads it
+   starts, block SIGPIPE; after every SANE call the event loop's (main) thread puts
+   all three back; the command line also blocks SIGPIPE in the main thread before any
+   thread starts (``block_sigpipe``), which closes the gap.
 """
 
 from __future__ import annotations
@@ -181,10 +184,18 @@ def block_sigpipe() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
 
 
-def _ignore_sigpipe_again() -> None:
+def _restore_signals() -> None:
+    """Put back what libsane may have reset (rule 5)."""
     # Only the main thread may set handlers; elsewhere the blocked mask protects.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Python still holds the handler it installed; installing it again restores
+        # the process's disposition, which libsane changed behind its back.
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 def _failure(exc: BaseException) -> ScannerFailure:
@@ -279,7 +290,7 @@ class Scanner:
         try:
             return await loop.run_in_executor(self._thread, function, *args)
         finally:
-            _ignore_sigpipe_again()
+            _restore_signals()
 
     def _open(self) -> Any:
         if self._device is not None:

@@ -136,12 +136,6 @@ async def test_the_trial_agent_scans_into_the_case_file_and_prints_to_its_folder
 
 
 @pytest.mark.devices
-@pytest.mark.xfail(
-    strict=True,
-    reason="a scan of SANE's test backend leaves SIGTERM at its default action (SigCgt "
-    "in /proc loses it; SIGINT stays caught), so the agent dies with -15 instead of "
-    "stopping: scanner.py restores SIGPIPE after SANE calls but not SIGTERM",
-)
 async def test_sigterm_after_a_scan_stops_the_trial_agent_cleanly(
     connect: Connect, trial_agent: TrialAgent
 ) -> None:
