@@ -125,7 +125,9 @@ async def progress_until(
     seen: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
         while not seen or seen[-1]["state"] != last:
-            seen.append(await party.expect("device.progress", key=key))
+            # A retried upload may be silent for a while (its backoff, then the
+            # upload itself): only the overall timeout bounds the wait.
+            seen.append(await party.expect("device.progress", timeout=timeout, key=key))
     return seen
 
 
