@@ -92,6 +92,7 @@ from signaling.messages import (
     OfferAccept,
     ScanSettings,
 )
+from visio_agent.trial import write_sane_config
 from visio_client import NEW_ID, Client, ServerError
 from visio_server.auth import mint_token
 from visio_server.config import Config, DocumentsConfig, load_config
@@ -117,25 +118,6 @@ VENV_BIN = Path(sys.executable).parent
 
 
 # ---------------------------------------------------------------------- scanner
-
-
-def sane_config(folder: Path) -> Path:
-    """A SANE configuration folder with the test backend only, wide enough for A4."""
-    system = Path("/etc/sane.d/test.conf")
-    if not system.exists():
-        raise SystemExit("the SANE test backend is needed (Debian packages sane-utils libsane1)")
-    lines = []
-    for line in system.read_text().splitlines():
-        if line.startswith("geometry_max"):
-            line = "geometry_max 300.0"
-        elif line.startswith("test-picture"):
-            line = f'test-picture "{TEST_PICTURE}"'
-        lines.append(line)
-    config = folder / "sane.d"
-    config.mkdir()
-    (config / "dll.conf").write_text("test\n")
-    (config / "test.conf").write_text("\n".join(lines) + "\n")
-    return config
 
 
 REFERENCE_SCRIPT = """
@@ -947,7 +929,7 @@ async def main(quick: bool, as_json: bool) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        sane_dir = sane_config(folder)
+        sane_dir = write_sane_config(folder / "sane.d", test_picture=TEST_PICTURE)
         reference = reference_captures(sane_dir, runs)
         cases, paced_loopback = await loopback_part(
             folder, sane_dir, runs, 0 if quick else 3, errors
