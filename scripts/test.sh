@@ -13,21 +13,11 @@ command -v turnserver >/dev/null || apt_packages+=(coturn)
 command -v ip >/dev/null || apt_packages+=(iproute2)
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
-# The kiosk agent's tests drive SANE's test backend and a private cupsd; python-sane
-# and pycups compile against the -dev packages.
-command -v scanimage >/dev/null || apt_packages+=(sane-utils)
-dpkg -s libsane1 >/dev/null 2>&1 || apt_packages+=(libsane1)
-[ -e /usr/include/sane/sane.h ] || apt_packages+=(libsane-dev)
-command -v cupsd >/dev/null || [ -x /usr/sbin/cupsd ] || apt_packages+=(cups)
-command -v lpstat >/dev/null || apt_packages+=(cups-client)
-command -v lpr >/dev/null || apt_packages+=(cups-bsd)
-[ -x /usr/lib/cups/filter/pdftops ] || apt_packages+=(cups-filters)
-[ -e /usr/include/cups/cups.h ] || apt_packages+=(libcups2-dev)
+# The kiosk agent's tests drive SANE's test backend and a private cupsd.
+# shellcheck source=scripts/agent-packages.sh
+source scripts/agent-packages.sh
+add_agent_packages "${PYTHON:-python3}"
 [ -e /usr/lib/cups/backend/cups-pdf ] || apt_packages+=(printer-driver-cups-pdf)
-command -v gcc >/dev/null || apt_packages+=(gcc)
-"${PYTHON:-python3}" -c 'import os, sysconfig, sys
-sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
-  || apt_packages+=(python3-dev)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "== installing ${apt_packages[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -49,21 +49,10 @@ as_root() {
 }
 
 python=${PYTHON:-python3}
-# The same checks as scripts/test.sh: SANE's test backend, a cupsd of our own, and
-# what python-sane and pycups compile against.
 apt_packages=()
-command -v scanimage >/dev/null || apt_packages+=(sane-utils)
-dpkg -s libsane1 >/dev/null 2>&1 || apt_packages+=(libsane1)
-[ -e /usr/include/sane/sane.h ] || apt_packages+=(libsane-dev)
-command -v cupsd >/dev/null || [ -x /usr/sbin/cupsd ] || apt_packages+=(cups)
-command -v lpstat >/dev/null || apt_packages+=(cups-client)
-command -v lpr >/dev/null || apt_packages+=(cups-bsd)
-[ -x /usr/lib/cups/filter/pdftops ] || apt_packages+=(cups-filters)
-[ -e /usr/include/cups/cups.h ] || apt_packages+=(libcups2-dev)
-command -v gcc >/dev/null || apt_packages+=(gcc)
-"$python" -c 'import os, sysconfig, sys
-sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
-  || apt_packages+=(python3-dev)
+# shellcheck source=scripts/agent-packages.sh
+source scripts/agent-packages.sh
+add_agent_packages "$python"
 if [ ! -x .venv/bin/python ]; then
   "$python" -c 'import ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 fi
