@@ -600,8 +600,11 @@ class Agent:
         kbps = self._upload_pace(entry)
         if kbps:
             # The kiosk page lowers its video when told "uploading"; bytes sent before
-            # the encoder has followed would queue in front of the call's audio.
-            await self._unless_cancelled(running, asyncio.sleep(self.settings.upload_settle_s))
+            # the encoder has followed would queue in front of the call's audio. A
+            # short upload (a fast link) waits no more than a quarter of its own time.
+            lasts_s = len(body) * 8 / (kbps * 1000)
+            settle_s = min(self.settings.upload_settle_s, lasts_s / 4)
+            await self._unless_cancelled(running, asyncio.sleep(settle_s))
         url = server_path(self.settings.server, entry.upload_url)
         # Paced at kbps, the body needs size*8/kbps ms; allow twice that and a margin.
         timeout_s = (len(body) * 8 / (kbps * 1000) * 2 if kbps else 0) + 60

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         metavar="S",
         help="wait between announcing a paced upload and sending it, for the kiosk page "
-        "to lower its video first (default 1)",
+        "to lower its video first (default 1; at most a quarter of the upload's time)",
     )
     parser.add_argument(
         "--spool-dir",
