@@ -54,7 +54,8 @@ __all__ = [
 
 ENV_PREFIX = "VISIO_"
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# ``(?![\s\S])`` ends a pattern: ``$`` would let a trailing newline through.
+Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}(?![\s\S])")]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -110,7 +111,9 @@ class RedisConfig(_Section, frozen=True):
     queue, presence and message bus there."""
     prefix: Identifier = "visio"
     """Key prefix, so that several deployments may share one Redis."""
-    node_id: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")] = ""
+    node_id: Annotated[
+        str, msgspec.Meta(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?(?![\s\S])")
+    ] = ""
     """This node's name in the cluster (default: host name and process id). A node that
     restarts under the same name releases what it held at once."""
     heartbeat_s: Positive = 1.0
@@ -161,7 +164,8 @@ class DocumentsConfig(_Section, frozen=True):
     export_secret: str = ""
     """Sent to ``export_url`` as ``Authorization: Bearer <export_secret>`` when set."""
     export_max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 12
-    """Attempts to deliver one document before it waits for an operator."""
+    """Failed attempts after which each further failure is logged as an ERROR for the
+    operator; the exporter never gives up a document."""
     export_backoff_s: Positive = 10.0
     """Wait before the second attempt; doubled at each failure, with jitter."""
     export_backoff_max_s: Positive = 3600.0
