@@ -88,6 +88,9 @@ __all__ = [
     "WrapUpStarted",
 ]
 
+# Patterns end with ``(?![\s\S])`` ("no character follows"), not ``$``: in Python ``$``
+# also matches before a final newline, so ``"caf\n"`` would pass; the lookahead means
+# end of string alike in Python and in ECMAScript (JSON Schema validators).
 RequestId = Annotated[
     str,
     msgspec.Meta(
@@ -99,7 +102,7 @@ CallIdField = Annotated[
     msgspec.Meta(min_length=1, max_length=64, description="Call identifier given by the server."),
 ]
 ServiceIdField = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*(?![\s\S])")
 ]
 Seconds = Annotated[float, msgspec.Meta(ge=0, description="Duration in seconds.")]
 ParticipantRole = Literal["kiosk", "expert", "interpreter", "supervisor"]
@@ -109,12 +112,13 @@ ParticipantKey = Annotated[
     msgspec.Meta(
         min_length=3,
         max_length=140,
-        pattern=r"^(kiosk|expert|interpreter|supervisor):.+$",
+        pattern=r"^(kiosk|expert|interpreter|supervisor):.+(?![\s\S])",
         description="A participant of a call, named '<role>:<id>'.",
     ),
 ]
 LanguageField = Annotated[
-    str, msgspec.Meta(min_length=2, max_length=16, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    str,
+    msgspec.Meta(min_length=2, max_length=16, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*(?![\s\S])"),
 ]
 Timestamp = Annotated[float, msgspec.Meta(description="Unix time in seconds.")]
 
@@ -245,7 +249,10 @@ class ServiceQueue(msgspec.Struct, frozen=True):
 DocumentIdField = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="Document id."
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+(?![\s\S])",
+        description="Document id.",
     ),
 ]
 IdempotencyKey = Annotated[
@@ -253,7 +260,7 @@ IdempotencyKey = Annotated[
     msgspec.Meta(
         min_length=8,
         max_length=64,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        pattern=r"^[A-Za-z0-9_-]+(?![\s\S])",
         description="Chosen by the expert's console, once per command and kept on retry: "
         "a command sent twice with the same key runs once.",
     ),
@@ -599,14 +606,18 @@ class CaseShare(Message, tag="case.share", frozen=True):
 
     id: RequestId
     call: CallIdField
-    code: Annotated[str, msgspec.Meta(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+    code: Annotated[
+        str, msgspec.Meta(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9-]+(?![\s\S])")
+    ]
 
 
 class CaseWithdraw(Message, tag="case.withdraw", frozen=True):
     """The kiosk, in a call or not: withdraw the consent behind ``code`` at once."""
 
     id: RequestId
-    code: Annotated[str, msgspec.Meta(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+    code: Annotated[
+        str, msgspec.Meta(min_length=4, max_length=16, pattern=r"^[A-Za-z0-9-]+(?![\s\S])")
+    ]
 
 
 ClientMessage = (

@@ -174,6 +174,10 @@ async def test_malformed_and_unknown_messages_get_typed_errors(connect: Connect)
     error = await kiosk.expect("error")
     assert error["code"] == "malformed_message" and error["id"] == "r1"
     assert "colour" in error["reason"]
+    newline = await kiosk.request({"type": "call.request", "service": "caf\n"})
+    assert newline["code"] == "malformed_message" and "service" in newline["reason"]
+    null = await kiosk.request({"type": "call.request", "service": "caf", "beneficiary": None})
+    assert null["code"] == "malformed_message" and "beneficiary" in null["reason"]
     await kiosk.send_raw("{not json")
     assert (await kiosk.expect("error"))["code"] == "malformed_message"
     await kiosk.send_raw("[1, 2]")

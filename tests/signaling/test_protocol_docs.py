@@ -13,7 +13,8 @@ import jsonschema
 import pytest
 
 from signaling import CLIENT_TYPES, decode_client, encode, protocol_schema
-from signaling.messages import ClientMessage, ServerMessage
+from signaling.errors import MalformedMessage
+from signaling.messages import CallRequest, ClientMessage, ServerMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "protocol.md"
@@ -82,3 +83,37 @@ def test_script_check_passes() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "call.request", "id": "1", "service": "caf\n"},
+        {"type": "call.transfer", "id": "1", "call": "c", "service": "cpam\n"},
+        {"type": "call.invite", "id": "1", "call": "c", "role": "interpreter", "language": "fr\n"},
+        {"type": "case.share", "id": "1", "call": "c", "code": "ABCD-1234\n"},
+        {"type": "rtc.ice", "call": "c", "candidate": None, "to": "expert:camille\n"},
+        {"type": "device.cancel", "call": "c", "key": "k3y-0000-aaaa\n"},
+    ],
+    ids=["service", "transfer", "language", "share-code", "participant", "idempotency-key"],
+)
+def test_a_trailing_newline_does_not_pass_a_pattern(message: dict[str, Any]) -> None:
+    # Python's ``$`` matches before a final newline; the patterns must not.
+    with pytest.raises(MalformedMessage):
+        decode_client(json.dumps(message))
+    assert not _validator("ClientMessage").is_valid(message)
+    decode_client(json.dumps({**message, **_without_newline(message)}))
+
+
+def _without_newline(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.rstrip("\n") for k, v in message.items() if isinstance(v, str)}
+
+
+def test_null_is_accepted_only_where_the_type_says_or_null() -> None:
+    accepted = {"type": "call.request", "id": "1", "service": "caf", "language": None}
+    assert isinstance(decode_client(json.dumps(accepted)), CallRequest)
+    assert _validator("ClientMessage").is_valid(accepted)
+    refused = {"type": "call.request", "id": "1", "service": "caf", "beneficiary": None}
+    with pytest.raises(MalformedMessage, match="beneficiary"):
+        decode_client(json.dumps(refused))
+    assert not _validator("ClientMessage").is_valid(refused)

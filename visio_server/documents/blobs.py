@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 __all__ = ["BlobStore", "PendingBlob"]
 
-_NAME = re.compile(r"^[0-9a-f]{32}\.(pdf|jpg|png|tiff)$")
+_NAME = re.compile(r"^[0-9a-f]{32}\.(pdf|jpg|png|tiff)\Z")
 _TEMP_PREFIX = ".upload-"
 
 

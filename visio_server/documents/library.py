@@ -45,7 +45,7 @@ __all__ = ["Library", "Readable"]
 
 log = logging.getLogger(__name__)
 
-_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}\Z")
 _DAY_S = 86400.0
 _DEFAULT_TITLE = {"scan": "Document scanné", "upload": "Document"}
 _NOT_ARRIVED = frozenset({DocumentState.REQUESTED, DocumentState.SCANNED})
