@@ -124,6 +124,12 @@ class _Connection:
             self.outbound.put_nowait(_Close(code, reason))
 
 
+def _too_big(text: str, limit: int) -> bool:
+    """Whether ``text`` is over ``limit`` bytes in UTF-8 (at most 4 bytes a character,
+    so short texts are not encoded to be measured)."""
+    return len(text) * 4 > limit and len(text.encode()) > limit
+
+
 class Edge:
     def __init__(
         self,
@@ -188,8 +194,11 @@ class Edge:
                 text='{"code": "forbidden_origin", "reason": "this origin may not connect"}',
                 content_type="application/json",
             )
+        # aiohttp refuses a message of max_msg_size bytes *or more*; ``max_frame_bytes``
+        # is the largest accepted, hence the + 1. A compressed message of exactly
+        # max_frame_bytes + 1 still gets through aiohttp: ``_read`` measures it.
         ws = web.WebSocketResponse(
-            heartbeat=self.server.heartbeat_s, max_msg_size=self.server.max_frame_bytes
+            heartbeat=self.server.heartbeat_s, max_msg_size=self.server.max_frame_bytes + 1
         )
         await ws.prepare(request)
         conn = _Connection(ws, self.server.outbound_queue, self.metrics)
@@ -252,6 +261,9 @@ class Edge:
                 return
             if frame.type is WSMsgType.ERROR:
                 log.info("websocket error from %s: %s", conn.role, conn.ws.exception())
+                return
+            if frame.type is WSMsgType.TEXT and _too_big(frame.data, self.server.max_frame_bytes):
+                conn.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
             self.metrics.message_received(conn.role)
             if not bucket.take():

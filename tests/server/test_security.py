@@ -216,6 +216,44 @@ async def test_oversized_frame_closes_the_connection(
     assert (await other.request({"type": "ping"}))["type"] == "pong"
 
 
+def _ping_of_size(size: int, request_id: str) -> str:
+    """A ``ping`` padded with JSON whitespace to exactly ``size`` bytes."""
+    frame = json.dumps({"type": "ping", "id": request_id})
+    return frame + " " * (size - len(frame))
+
+
+@pytest.mark.parametrize("compress", [0, 15], ids=["plain", "deflate"])
+async def test_a_frame_of_max_frame_bytes_is_accepted_and_one_byte_more_closes(
+    server: RunningServer, compress: int
+) -> None:
+    limit = server.config.server.max_frame_bytes
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url, compress=compress) as ws,
+    ):
+        assert bool(ws.compress) == bool(compress)
+        await ws.send_str(
+            json.dumps({"type": "hello", "id": "h", "token": server.token("kiosk", "kiosk-1")})
+        )
+        assert json.loads(await ws.receive_str(timeout=5))["type"] == "welcome"
+        await ws.send_str(_ping_of_size(limit, "exact"))
+        pong = json.loads(await ws.receive_str(timeout=5))
+        assert pong["type"] == "pong" and pong["id"] == "exact"
+        await ws.send_str(_ping_of_size(limit + 1, "over"))
+        closing = await ws.receive(timeout=5)
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
+        # send_str cannot produce invalid UTF-8: write the frame itself.
+        await ws._writer.send_frame(b'{"type": "ping", "id": "\xff"}', aiohttp.WSMsgType.TEXT)
+        closing = await ws.receive(timeout=5)
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == aiohttp.WSCloseCode.INVALID_TEXT == 1007
+
+
 async def test_flood_is_rate_limited_then_closed_and_server_unharmed(
     connect: Connect, server: RunningServer
 ) -> None:
