@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from queueing import QueueError
@@ -35,6 +35,7 @@ _PAGES = {
     "/admin": "admin.html",
 }
 _STATUS_OF_CODE = {"not_authenticated": 401, "forbidden": 403, "service_unavailable": 503}
+_KEPT_HEADERS = (hdrs.ALLOW, hdrs.WWW_AUTHENTICATE, hdrs.RETRY_AFTER, hdrs.LOCATION)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -56,7 +57,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.content_type == "application/json" or exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
-        return _json_error(exc.status, code, exc.text or exc.reason)
+        response = _json_error(exc.status, code, exc.text or exc.reason)
+        # The body is rebuilt; headers that are part of the answer are not lost with it.
+        for name in _KEPT_HEADERS:
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
 
 
 def web_client_dir() -> Path:

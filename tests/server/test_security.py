@@ -345,3 +345,11 @@ async def test_a_supervisor_sees_only_its_partners_queues(connect: Connect) -> N
     assert {row["partner"] for row in everything["services"]} >= {"caf", "cpam"}
     pushed = await supervisor.expect("queue.status")
     assert [row["service"] for row in pushed["services"]] == ["caf"]
+
+
+async def test_a_method_not_allowed_says_which_are(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http, http.post(f"{server.url}/healthz") as response:
+        assert response.status == 405
+        assert set(response.headers["Allow"].split(",")) >= {"GET", "HEAD"}
+        body = await response.json()
+        assert body["code"] == "method_not_allowed"
