@@ -33,6 +33,7 @@ from .documents.service import Documents
 from .edge import Edge
 from .http_api import error_middleware, setup_routes
 from .keys import AUTH, CONFIG, DESK, DOCUMENTS, EDGE, METRICS
+from .logs import quiet_client_errors
 from .metrics import JournalState, Metrics
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
+    quiet_client_errors()
     app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
     metrics = Metrics(registry or CollectorRegistry(), (s.service_level_s for s in config.services))
     node = node_name(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -353,3 +354,32 @@ async def test_a_method_not_allowed_says_which_are(server: RunningServer) -> Non
         assert set(response.headers["Allow"].split(",")) >= {"GET", "HEAD"}
         body = await response.json()
         assert body["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 5\r\n\r\n0\r\n\r\n",
+    ],
+    ids=["nul-in-header", "chunked-and-length"],
+)
+async def test_a_malformed_http_request_is_one_info_line_not_an_error(
+    server: RunningServer, head: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    port = int(server.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+    assert answer.split(b"\r\n", 1)[0].split(b" ")[1] == b"400"
+    await asyncio.sleep(0.05)
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert records, "the refusal is still logged"
+    assert all(r.levelno < logging.WARNING and not r.exc_info for r in records)
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)
