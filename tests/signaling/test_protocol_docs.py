@@ -14,7 +14,7 @@ import pytest
 
 from signaling import CLIENT_TYPES, decode_client, encode, protocol_schema
 from signaling.errors import MalformedMessage
-from signaling.messages import CallRequest, ClientMessage, ServerMessage
+from signaling.messages import CallRequest, ClientMessage, ServerMessage, Welcome
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "protocol.md"
@@ -117,3 +117,14 @@ def test_null_is_accepted_only_where_the_type_says_or_null() -> None:
     with pytest.raises(MalformedMessage, match="beneficiary"):
         decode_client(json.dumps(refused))
     assert not _validator("ClientMessage").is_valid(refused)
+
+
+def test_server_messages_send_fields_at_their_default() -> None:
+    # protocol.md: "Req. no" in a server message is a default that is still sent;
+    # only the nested shapes it names leave defaults out.
+    assert not any(cls.__struct_config__.omit_defaults for cls in ServerMessage.__args__)
+    welcome = json.loads(
+        encode(Welcome(id="1", role="kiosk", identity="k", name="K", services=[], heartbeat_s=10.0))
+    )
+    assert welcome["kiosk"] is None and welcome["status"] is None and welcome["state"] is None
+    assert welcome["interpreter_languages"] == []
