@@ -9,6 +9,7 @@ store is one ``MemoryQueueStore`` object or one Redis seen through a
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ import visio_server.calls.ledger as ledger_module
 from queueing import (
     CallEnded,
     CallId,
+    CancelCall,
     Command,
     Event,
     ExpertId,
@@ -518,3 +520,38 @@ async def test_redis_emptied_and_opened_by_a_starting_node_still_takes_the_histo
 
     assert positions(a.machine) == ["c1", "c2", "c3"]
     assert starting.machine.snapshot() == a.machine.snapshot()
+
+
+def live_events() -> int:
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, Event))
+
+
+async def ignore_replayed(record: dict[str, Any], events: list[Event], at: float) -> None:
+    pass
+
+
+async def queued_then_half_cancelled(calls: int) -> Ledger:
+    """A ledger with ``calls`` calls queued, then the first half of them cancelled."""
+    ledger = Ledger(new_machine, MemoryQueueStore())
+    await ledger.open()
+    await ledger.commit(sign_in(), lambda: 1.0, ignore_replayed)
+    for kiosk in range(1, calls + 1):
+        await ledger.commit(request(f"c{kiosk}", kiosk), lambda: 2.0, ignore_replayed)
+    for kiosk in range(1, calls // 2 + 1):
+        cancel = CancelCall(CallId(f"c{kiosk}"), KioskId(f"k{kiosk}"))
+        await ledger.commit(cancel, lambda: 3.0, ignore_replayed)
+    return ledger
+
+
+async def test_events_told_are_not_kept_alive_whatever_the_number_of_calls() -> None:
+    # Each cancel at the head renumbers every call behind it: a PositionChanged each.
+    # Kept in the ledger's tail, they were tens of thousands of objects for the
+    # collector to walk at every full collection, while serving calls.
+    before = live_events()
+    small = await queued_then_half_cancelled(20)
+    with_small = live_events() - before
+    large = await queued_then_half_cancelled(KIOSKS)
+    with_large = live_events() - before - with_small
+    assert small.entry < large.entry < 1000  # no compaction emptied the tail
+    assert with_small == with_large == 0

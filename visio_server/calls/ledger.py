@@ -14,6 +14,11 @@ machine stays free of I/O, and the call control owns the retries and the waiting
 Going back is cheap: the ledger keeps a recent checkpoint of the machine and the
 entries after it, so a rollback never needs the store. The same tail lets a node write
 back entries that the store lost when it restarted without persistence.
+
+The tail keeps journal records only, never the events of an entry once they are told:
+up to a thousand entries stay in it, each with one event per waiting call of its
+service, and the collector would walk all of them at every full collection. Writing
+back, which needs them, is rare: it replays the tail on the checkpoint to get them again.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ class _Written:
     record: dict[str, Any]
     events: list[Event]
     rows: list[dict[str, Any]] | None = None
-    """The events as records: made for an append, and only when needed for a replay."""
+    """The events as records, made for an append: the tail keeps neither them nor events."""
 
     def event_rows(self) -> list[dict[str, Any]]:
         if self.rows is None:
@@ -96,7 +101,8 @@ class Ledger:
         """The last entry applied to ``machine``; every one up to it is in the store."""
         self._checkpoint: bytes | None = None
         self._checkpoint_entry = 0
-        self._tail: list[_Written] = []
+        self._tail: list[JournalEntry] = []
+        """The entries after the checkpoint: records only (see the module's docstring)."""
         self.dropped: list[CallId] = []
         self.conflicts = 0
         self._writer = secrets.token_hex(6)
@@ -254,7 +260,7 @@ class Ledger:
     def _accept(self, written: _Written) -> None:
         self.entry = written.entry
         self.last_at = max(self.last_at, float(written.record.get("at", 0.0)))
-        self._tail.append(written)
+        self._tail.append((written.entry, written.record))
 
     async def _compact(self) -> None:
         state = self.machine.snapshot()
@@ -287,12 +293,16 @@ class Ledger:
 
     def _roll_back(self) -> None:
         """Make the machine what it was after ``self.entry``, from local memory only."""
+        machine = self._checkpoint_machine()
+        for _, record in self._tail:
+            _apply_record(machine, record)
+        self.machine = machine
+
+    def _checkpoint_machine(self) -> QueueMachine:
         machine = self._new_machine()
         if self._checkpoint is not None:
             machine.restore(msgspec.json.decode(self._checkpoint))
-        for written in self._tail:
-            _apply_record(machine, written.record)
-        self.machine = machine
+        return machine
 
     async def _recover(
         self, store_last: int | None, replayed: Replayed, missed: list[JournalEntry] | None = None
@@ -326,7 +336,7 @@ class Ledger:
 
     async def _write_back(self, store_last: int) -> bool:
         """Append again the entries the store lost; False if another node wrote first."""
-        lost = [w for w in self._tail if w.entry > store_last]
+        lost = self._tail_after(store_last)
         if lost:
             try:
                 await self.store.append_many([(w.entry, w.record, w.event_rows()) for w in lost])
@@ -334,6 +344,18 @@ class Ledger:
                 return False
         log.warning("wrote back entries %s..%s the store had lost", store_last + 1, self.entry)
         return True
+
+    def _tail_after(self, entry: int) -> list[_Written]:
+        """The entries of the tail after ``entry`` with their events, found again by
+        replaying the tail on the checkpoint: the machine is deterministic."""
+        if not any(number > entry for number, _ in self._tail):
+            return []
+        machine = self._checkpoint_machine()
+        written = [
+            _Written(number, record, _apply_record(machine, record))
+            for number, record in self._tail
+        ]
+        return [w for w in written if w.entry > entry]
 
 
 def _apply_record(machine: QueueMachine, record: dict[str, Any]) -> list[Event]:
