@@ -162,6 +162,12 @@ class QueueMachine:
         self._timers: list[tuple[float, int, str, str]] = []
         self._out: list[Event] = []
         self._touched: set[ServiceId] = set()
+        # Renumbering is proportional to what changed: positions before the first index
+        # where a call joined or left a service's queue (``_moved``) are still right.
+        # ``_stale`` keeps, from a restore, the first index whose saved position differs
+        # from the call's place; the next command that touches the service corrects it.
+        self._moved: dict[ServiceId, int] = {}
+        self._stale: dict[ServiceId, int] = {}
 
     # ------------------------------------------------------------------ queries
 
@@ -356,6 +362,7 @@ class QueueMachine:
         self._renumber(now)
         out, self._out = self._out, []
         self._touched = set()
+        self._moved = {}
         return out
 
     # ------------------------------------------------------------------ timers
@@ -1132,6 +1139,7 @@ class QueueMachine:
         self._keys[call.service].insert(index, key)
         self._queues[call.service].insert(index, call.id)
         self._touched.add(call.service)
+        self._moved_from(call.service, index)
         return index + 1
 
     def _dequeue(self, call: Call) -> None:
@@ -1141,7 +1149,12 @@ class QueueMachine:
             del keys[index]
             del self._queues[call.service][index]
             self._touched.add(call.service)
+            self._moved_from(call.service, index)
         call.position = 0
+
+    def _moved_from(self, service: ServiceId, index: int) -> None:
+        """A call joined or left ``service``'s queue at ``index``: places behind may shift."""
+        self._moved[service] = min(index, self._moved.get(service, index))
 
     def _back_to_waiting(self, call: Call) -> None:
         call.state = CallState.WAITING
@@ -1339,9 +1352,15 @@ class QueueMachine:
                 return min(eligible, key=lambda e: (e.idle_since, e.id))
 
     def _renumber(self, now: float) -> None:
+        """Tell the calls of the touched services whose place changed, in queue order.
+
+        Only the calls behind the first place where a call joined or left can have
+        moved: a command that changes no queue's membership renumbers nothing."""
         for service in sorted(self._touched):
-            for index, call_id in enumerate(self._queues[service]):
-                call = self._calls[call_id]
+            queue = self._queues[service]
+            start = min(self._moved.get(service, len(queue)), self._stale.pop(service, len(queue)))
+            for index in range(start, len(queue)):
+                call = self._calls[queue[index]]
                 if call.position != index + 1:
                     call.position = index + 1
                     self._emit(
@@ -1418,6 +1437,11 @@ class QueueMachine:
                 self._enqueue(call)
                 call.position = position
         self._touched = set()
+        self._moved = {}
+        for service, queue in self._queues.items():
+            stale = next((i for i, c in enumerate(queue) if self._calls[c].position != i + 1), None)
+            if stale is not None:
+                self._stale[service] = stale
         self._rearm_all()
         return dropped
 
