@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test.sh and scripts/try-agent.sh: adds to the array apt_packages
 # the Debian packages the kiosk agent needs and this machine lacks. SANE with its test
 # backend, CUPS with its client, filters and BSD commands; python-sane and pycups

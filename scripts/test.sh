@@ -13,6 +13,7 @@ command -v turnserver >/dev/null || apt_packages+=(coturn)
 command -v ip >/dev/null || apt_packages+=(iproute2)
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
+command -v shellcheck >/dev/null || apt_packages+=(shellcheck)
 # The kiosk agent's tests drive SANE's test backend and a private cupsd.
 # shellcheck source=scripts/agent-packages.sh
 source scripts/agent-packages.sh
