@@ -154,11 +154,17 @@ function requestRow(request) {
 
 function deviceCell(health, name) {
   const { level, text } = devicePartWords(tr, health, name);
+  // The part's look comes from the console's .device-part; a table cell keeps its
+  // own display, so the part is a span inside it.
   return h(
     "td",
-    { class: "text device-part", "data-level": level, "data-testid": `device-${health.kiosk}-${name}` },
-    h("span", { class: "device-dot", "aria-hidden": "true" }),
-    h("span", { class: "device-words" }, text),
+    { class: "text", "data-level": level, "data-testid": `device-${health.kiosk}-${name}` },
+    h(
+      "span",
+      { class: "device-part", "data-level": level },
+      h("span", { class: "device-dot", "aria-hidden": "true" }),
+      h("span", { class: "device-words" }, text),
+    ),
   );
 }
 
